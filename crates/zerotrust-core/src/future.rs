@@ -12,33 +12,45 @@ pin_project! {
     ///
     /// Layers whose check needs no I/O ([`RequireScope`](crate::RequireScope),
     /// caller allow-lists) return this, so an allowed request costs no allocation.
-    #[project = GuardFutureProj]
-    pub enum GuardFuture<F> {
-        /// The request was refused; the response is ready.
-        Denied {
-            /// The ready response, taken on the first poll.
-            response: Option<Response>,
-        },
-        /// The request was allowed and the inner service is running.
-        Allowed {
-            /// The inner service's future.
-            #[pin]
-            future: F,
-        },
+    pub struct GuardFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Denied { response: Option<Response> },
+        Allowed { #[pin] future: F },
     }
 }
 
 impl<F> GuardFuture<F> {
     /// A future that yields `response` at once.
     pub fn denied(response: Response) -> Self {
-        GuardFuture::Denied {
-            response: Some(response),
+        Self {
+            state: State::Denied {
+                response: Some(response),
+            },
         }
     }
 
     /// A future that drives the inner service's `future`.
     pub fn allowed(future: F) -> Self {
-        GuardFuture::Allowed { future }
+        Self {
+            state: State::Allowed { future },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for GuardFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Denied { .. } => "denied",
+            State::Allowed { .. } => "allowed",
+        };
+        f.debug_struct("GuardFuture").field("state", &state).finish()
     }
 }
 
@@ -49,14 +61,14 @@ where
     type Output = Result<Response, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            GuardFutureProj::Denied { response } => {
+        match self.project().state.project() {
+            StateProj::Denied { response } => {
                 let response = response
                     .take()
                     .expect("GuardFuture polled after it returned Poll::Ready");
                 Poll::Ready(Ok(response))
             }
-            GuardFutureProj::Allowed { future } => future.poll(cx),
+            StateProj::Allowed { future } => future.poll(cx),
         }
     }
 }

@@ -23,6 +23,7 @@
 //!   principal lacks a scope.
 
 mod clock;
+mod credentials;
 mod event;
 pub mod future;
 mod peer;
@@ -34,6 +35,7 @@ mod scope;
 mod sink;
 
 pub use clock::{Clock, SystemClock};
+pub use credentials::{BearerError, bearer_credential};
 pub use event::{EventKind, SecurityEvent};
 pub use peer::{CertificateFingerprint, PeerIdentity};
 pub use principal::{CredentialKind, Principal, PrincipalKind, PrincipalRejection};

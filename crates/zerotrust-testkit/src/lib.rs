@@ -17,3 +17,4 @@
 
 pub mod pki;
 pub mod redis;
+pub mod tokens;

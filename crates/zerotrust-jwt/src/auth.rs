@@ -1,0 +1,158 @@
+//! The inbound layer: verify the bearer token for this service's audience.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # let key = zerotrust_testkit::tokens::SigningKeyPair::generate_rs256("k1").unwrap();
+//! use axum::{Router, routing::get};
+//! use zerotrust_jwt::{JwtAuthLayer, JwtVerifier};
+//!
+//! let verifier = JwtVerifier::builder()
+//!     .issuer("https://issuer.zerotrust.test")
+//!     .audience("api:orders")
+//!     .rsa_public_key_pem("k1", &key.public_key_pem)
+//!     .build()
+//!     .unwrap();
+//! let app: Router = Router::new()
+//!     .route("/orders", get(|| async { "[]" }))
+//!     .layer(JwtAuthLayer::new(Arc::new(verifier)));
+//! ```
+//!
+//! Rules:
+//!
+//! 1. No `Authorization: Bearer` header: 401 with `WWW-Authenticate: Bearer`.
+//! 2. Two `Authorization` headers or an unusable value: 400 `invalid_request`.
+//! 3. A token that fails any check of [`JwtVerifier`], a wrong audience included:
+//!    401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 section 3.1).
+//!    The body is the same for every failure; the reason goes to the security event.
+//! 4. A valid token: [`VerifiedClaims`] and a [`Principal`] go into the request
+//!    extensions. A `service:<name>` subject becomes a service principal.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::response::Response;
+use http::Request;
+use tower::{Layer, Service};
+use zerotrust_core::future::GuardFuture;
+use zerotrust_core::{
+    BearerError, CredentialKind, EventKind, Principal, PrincipalKind, Rejection, SecurityEvent,
+    SharedSink, TracingSink, bearer_credential, problem_response, request_id,
+};
+
+use crate::claims::VerifiedClaims;
+use crate::rejection::JwtRejection;
+use crate::verifier::JwtVerifier;
+
+/// Layer that applies [`JwtAuth`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct JwtAuthLayer {
+    verifier: Arc<JwtVerifier>,
+    service: Option<Arc<str>>,
+    sink: SharedSink,
+}
+
+impl JwtAuthLayer {
+    /// Verifies every request's bearer token with `verifier`.
+    pub fn new(verifier: Arc<JwtVerifier>) -> Self {
+        Self {
+            verifier,
+            service: None,
+            sink: Arc::new(TracingSink),
+        }
+    }
+
+    /// Sends denial events to `sink`.
+    pub fn event_sink(mut self, sink: SharedSink) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Names the service in denial events.
+    pub fn service_name(mut self, service: impl Into<Arc<str>>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+}
+
+impl<S> Layer<S> for JwtAuthLayer {
+    type Service = JwtAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Middleware that requires a valid token for this service. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct JwtAuth<S> {
+    inner: S,
+    layer: JwtAuthLayer,
+}
+
+impl<S> JwtAuth<S> {
+    fn authenticate<B>(&self, request: &Request<B>) -> Result<VerifiedClaims, JwtRejection> {
+        let token = match bearer_credential(request.headers()) {
+            Ok(Some(token)) => token,
+            Ok(None) => return Err(JwtRejection::Missing),
+            Err(BearerError::Duplicate) => return Err(JwtRejection::InvalidRequest),
+            Err(_) => return Err(JwtRejection::Malformed),
+        };
+        self.layer.verifier.verify(token)
+    }
+}
+
+impl<S, B> Service<Request<B>> for JwtAuth<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        match self.authenticate(&request) {
+            Ok(claims) => {
+                let scopes = claims.scopes();
+                let principal = match claims.service_name() {
+                    Some(service) => Principal::service(service).with_scopes(scopes),
+                    None => Principal::new(
+                        PrincipalKind::Subject,
+                        claims.subject(),
+                        scopes,
+                        CredentialKind::BearerToken,
+                    ),
+                };
+                tracing::trace!(target: "zerotrust::jwt", principal = principal.id(), "token accepted");
+                request.extensions_mut().insert(principal);
+                request.extensions_mut().insert(claims);
+                GuardFuture::allowed(self.inner.call(request))
+            }
+            Err(rejection) => {
+                tracing::debug!(
+                    target: "zerotrust::jwt",
+                    reason = rejection.reason(),
+                    status = rejection.status().as_u16(),
+                    path = request.uri().path(),
+                    "token rejected"
+                );
+                let mut event = SecurityEvent::new(EventKind::AuthenticationDenied)
+                    .reason(rejection.reason())
+                    .status(rejection.status().as_u16())
+                    .request_id(request_id(request.headers()));
+                if let Some(service) = &self.layer.service {
+                    event = event.service(service.to_string());
+                }
+                self.layer.sink.send(event);
+                GuardFuture::denied(problem_response(rejection))
+            }
+        }
+    }
+}

@@ -1,1 +1,85 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! ```text
+//! cargo xtask test          # the whole test suite, as CI runs it
+//! cargo xtask certs [DIR]   # write a dev PKI (default: target/dev-pki)
+//! cargo xtask demo [ARGS]   # run the demo mesh
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  test          run every test, unit, integration and doc, with all features
+  certs [DIR]   write a dev PKI for gateway, orders and payments (default: target/dev-pki)
+  demo [ARGS]   run the demo mesh (`--tour` runs the tour and exits)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("certs") => certs(args.get(1).map(PathBuf::from)),
+        Some("demo") => cargo(&[&["run", "--example", "mesh", "--"], &args[1..].iter().map(String::as_str).collect::<Vec<_>>()[..]].concat()),
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|error| format!("could not run {cargo}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed with {status}", args.join(" ")))
+    }
+}
+
+/// Runs the whole suite. Redis tests need `redis-server` on PATH or
+/// `ZEROTRUST_TEST_REDIS_URL`, so their absence is reported before anything compiles.
+fn test() -> Result<(), String> {
+    let has_url = std::env::var_os("ZEROTRUST_TEST_REDIS_URL").is_some();
+    let has_server = Command::new("redis-server").arg("--version").output().is_ok();
+    if !has_url && !has_server {
+        return Err("redis-server was not found on PATH: install it (Debian/Ubuntu: \
+                    `apt-get install redis-server`, macOS: `brew install redis`) or set \
+                    ZEROTRUST_TEST_REDIS_URL to a Redis the tests may use"
+            .to_owned());
+    }
+
+    cargo(&["test", "--workspace", "--all-features", "--all-targets"])?;
+    cargo(&["test", "--workspace", "--all-features", "--doc"])
+}
+
+fn certs(dir: Option<PathBuf>) -> Result<(), String> {
+    let dir = dir.unwrap_or_else(|| workspace_root().join("target").join("dev-pki"));
+    let pki = zerotrust_testkit::pki::DevPki::generate("zerotrust.test", &["gateway", "orders", "payments"])
+        .map_err(|error| error.to_string())?;
+    pki.write_to(&dir).map_err(|error| error.to_string())?;
+    println!("dev PKI written to {}", dir.display());
+    Ok(())
+}

@@ -11,8 +11,8 @@ use crate::{pem, provider};
 /// Builds a [`ClientConfig`] that presents the service's own certificate.
 ///
 /// The server's certificate is verified against the trust bundle and the host
-/// name in the URL, as webpki does for any TLS client. ALPN offers `h2` and
-/// `http/1.1`.
+/// name in the URL, as webpki does for any TLS client. ALPN is left empty for the
+/// HTTP client to set: hyper-rustls, for one, refuses a config that already has it.
 ///
 /// ```
 /// # let pki = zerotrust_testkit::pki::DevPki::generate("zerotrust.test", &["gateway"]).unwrap();
@@ -73,7 +73,7 @@ impl ClientTlsBuilder {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|error| TlsConfigError::Rustls(error.to_string()))?
             .with_root_certificates(roots);
-        let mut config = match self.client_certificate {
+        let config = match self.client_certificate {
             Some((chain, key)) => {
                 let chain = pem::certificates(&chain, "certificate chain")?;
                 if chain.is_empty() {
@@ -86,7 +86,6 @@ impl ClientTlsBuilder {
             }
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct Options {
     pub(crate) tour_only: bool,
     /// Print security events as they happen.
     pub(crate) print_events: bool,
-    /// Where to write the dev PKI; `target/zerotrust-mesh` by default.
+    /// The directory for the dev PKI, `target/zerotrust-mesh` by default.
     pub(crate) dir: Option<std::path::PathBuf>,
     /// A Redis URL for the anomaly counters.
     pub(crate) redis_url: Option<String>,

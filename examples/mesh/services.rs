@@ -27,7 +27,7 @@ const PRICE_CENTS: i64 = 1250;
 /// A client that attaches a service token for one target to each request.
 type ServiceClient = AttachServiceToken<HttpsClient>;
 
-/// Where each running service listens.
+/// The base URL of each running service.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoints {
     pub(crate) gateway: String,
@@ -205,7 +205,7 @@ async fn create_order(State(state): State<OrdersState>, Json(order): Json<NewOrd
     let reply = match send(&state.payments, json_request(Method::POST, &state.payments_url, &payment)).await {
         Ok(reply) if reply.status == StatusCode::CREATED => reply,
         Ok(reply) => {
-            tracing::warn!(status = reply.status.as_u16(), "payments refused the payment");
+            tracing::warn!(status = reply.status.as_u16(), "payments rejected the payment");
             return (StatusCode::BAD_GATEWAY, Json(json!({"error": "payment failed"}))).into_response();
         }
         Err(error) => {
@@ -282,7 +282,7 @@ fn relay(reply: Result<super::client::Reply, tower::BoxError>) -> Response {
             (reply.status, Json(reply.json())).into_response()
         }
         Ok(reply) => {
-            tracing::warn!(status = reply.status.as_u16(), "orders refused the gateway's call");
+            tracing::warn!(status = reply.status.as_u16(), "orders rejected the gateway's call");
             (StatusCode::BAD_GATEWAY, Json(json!({"error": "upstream refused the call"}))).into_response()
         }
         Err(error) => {

@@ -117,7 +117,7 @@ impl Mesh {
             "demo_api_key": demo_key,
         });
         let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-        // The manifest holds the demo API key, so only its owner may read it.
+        // The manifest contains the demo API key, so only its owner may read it.
         write_private(&self.dir.join("mesh.json"), &text).map_err(std::io::Error::other)
     }
 }

@@ -46,7 +46,7 @@ pub fn serve(app: Router, pki: &DevPki, leaf: &LeafCert, client_auth: ClientAuth
     TestServer { url, handle }
 }
 
-/// A client that presents `leaf`, or no certificate for `None`, and trusts `pki`'s CA.
+/// Builds a client that presents `leaf` (no certificate for `None`) and trusts `pki`'s CA.
 pub fn client(pki: &DevPki, leaf: Option<&LeafCert>) -> client::HttpsClient {
     let mut builder = ClientTlsBuilder::new().trust_bundle_pem(pki.ca_cert_pem());
     if let Some(leaf) = leaf {

@@ -3,7 +3,7 @@
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-/// Why the `Authorization` header could not give a bearer credential.
+/// The reason the `Authorization` header gave no bearer credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BearerError {

@@ -27,7 +27,7 @@ pin_project! {
 }
 
 impl<F> GuardFuture<F> {
-    /// A future that yields `response` at once.
+    /// Creates a future that yields `response` at once.
     pub fn denied(response: Response) -> Self {
         Self {
             state: State::Denied {
@@ -36,7 +36,7 @@ impl<F> GuardFuture<F> {
         }
     }
 
-    /// A future that drives the inner service's `future`.
+    /// Creates a future that drives the inner service's `future`.
     pub fn allowed(future: F) -> Self {
         Self {
             state: State::Allowed { future },

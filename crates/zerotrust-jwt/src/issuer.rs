@@ -13,7 +13,7 @@ use crate::claims::{Audience, Claims};
 /// The lifetime of a service token unless one is set: five minutes.
 pub const DEFAULT_SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
-/// Which audience each service has, such as `orders` → `api:orders`.
+/// The audience of each service, such as `orders` → `api:orders`.
 ///
 /// The issuer takes the audience from here, so a caller cannot mint a token for
 /// an audience that no service has.

@@ -38,7 +38,7 @@
 //! # Deployment caveats
 //!
 //! - Every service that verifies tokens needs the issuer's public key; only the
-//!   issuer holds the private key. In the demo each service mints its own tokens
+//!   issuer has the private key. In the demo each service mints its own tokens
 //!   with a shared key, which is simpler but lets any service mint for any caller.
 //!
 //! # Known limitations

@@ -180,3 +180,60 @@ where
         Box::pin(async move { future.await.map_err(Into::into) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::ServiceDirectory;
+    use std::time::UNIX_EPOCH;
+    use zerotrust_testkit::tokens::SigningKeyPair;
+
+    #[derive(Debug)]
+    struct FixedClock(Mutex<SystemTime>);
+
+    impl Clock for FixedClock {
+        fn now(&self) -> SystemTime {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    fn issuer() -> Arc<ServiceTokenIssuer> {
+        let key = SigningKeyPair::generate_rs256("k1").unwrap();
+        Arc::new(
+            ServiceTokenIssuer::builder()
+                .issuer("https://issuer.zerotrust.test")
+                .rsa_private_key_pem("k1", &key.private_key_pem)
+                .directory(ServiceDirectory::new().with_service("orders", "api:orders"))
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn token_is_reused_until_refresh_window() {
+        let issuer = issuer();
+        let clock = Arc::new(FixedClock(Mutex::new(SystemTime::now())));
+        let source = ServiceTokenSource::new(issuer, "gateway").clock(clock.clone());
+
+        let first = source.token_for("orders").unwrap();
+        let again = source.token_for("orders").unwrap();
+        *clock.0.lock().unwrap() = first.expires_at() - Duration::from_secs(31);
+        let still = source.token_for("orders").unwrap();
+        *clock.0.lock().unwrap() = first.expires_at() - Duration::from_secs(29);
+        let renewed = source.token_for("orders").unwrap();
+
+        assert_eq!(first.expose(), again.expose());
+        assert_eq!(first.expose(), still.expose());
+        assert_ne!(first.expose(), renewed.expose());
+        assert!(first.expires_at() > UNIX_EPOCH);
+    }
+
+    #[test]
+    fn unknown_target_is_an_error() {
+        let source = ServiceTokenSource::new(issuer(), "gateway");
+
+        let error = source.token_for("billing").unwrap_err();
+
+        assert!(matches!(error, MintError::UnknownService(ref name) if name == "billing"), "{error}");
+    }
+}

@@ -1,4 +1,4 @@
-//! Why the JWT layer refused a request.
+//! The reasons the JWT layer rejects a request.
 
 use http::StatusCode;
 use zerotrust_core::{BearerChallenge, Rejection};

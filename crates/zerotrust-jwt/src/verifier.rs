@@ -269,3 +269,60 @@ fn validation(algorithm: Algorithm, issuer: &str, audience: &str, leeway: Durati
     validation.set_issuer(&[issuer]);
     validation
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerotrust_testkit::tokens::SigningKeyPair;
+
+    #[test]
+    fn builder_rejects_incomplete_configuration() {
+        let key = SigningKeyPair::generate_rs256("k1").unwrap();
+        let complete = || {
+            JwtVerifier::builder()
+                .issuer("https://issuer.zerotrust.test")
+                .audience("api:orders")
+                .rsa_public_key_pem("k1", &key.public_key_pem)
+        };
+
+        let no_audience = JwtVerifier::builder()
+            .issuer("https://issuer.zerotrust.test")
+            .rsa_public_key_pem("k1", &key.public_key_pem)
+            .build()
+            .unwrap_err();
+        let empty_audience = complete().audience("").build().unwrap_err();
+        let no_issuer = JwtVerifier::builder().audience("api:orders").build().unwrap_err();
+        let no_keys = JwtVerifier::builder().issuer("i").audience("a").build().unwrap_err();
+        let bad_key = complete().rsa_public_key_pem("k2", "junk").build().unwrap_err();
+        let duplicate = complete().rsa_public_key_pem("k1", &key.public_key_pem).build().unwrap_err();
+        let leeway = complete().leeway(Duration::from_secs(301)).build().unwrap_err();
+
+        assert!(matches!(no_audience, JwtConfigError::MissingAudience));
+        assert!(matches!(empty_audience, JwtConfigError::MissingAudience));
+        assert!(matches!(no_issuer, JwtConfigError::MissingIssuer));
+        assert!(matches!(no_keys, JwtConfigError::NoKeys));
+        assert!(matches!(bad_key, JwtConfigError::InvalidKey { ref kid, .. } if kid == "k2"));
+        assert!(matches!(duplicate, JwtConfigError::InvalidKeyId(_)));
+        assert!(matches!(leeway, JwtConfigError::LeewayTooLarge(_)));
+        assert!(complete().build().is_ok());
+    }
+
+    #[test]
+    fn every_error_formats_without_key_material() {
+        let errors = [
+            JwtConfigError::MissingAudience,
+            JwtConfigError::MissingIssuer,
+            JwtConfigError::NoKeys,
+            JwtConfigError::InvalidKeyId(String::new()),
+            JwtConfigError::InvalidKey { kid: "k".into(), message: "bad".into() },
+            JwtConfigError::LeewayTooLarge(Duration::from_secs(600)),
+            JwtConfigError::ZeroMaxTokenBytes,
+        ];
+
+        for error in errors {
+            let text = error.to_string();
+            assert!(!text.is_empty());
+            assert!(!text.contains("PRIVATE KEY"));
+        }
+    }
+}

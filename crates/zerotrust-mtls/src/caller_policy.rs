@@ -21,9 +21,9 @@ pub struct CallerPolicyError {
     source: SpiffeIdError,
 }
 
-/// Which peers may call: by exact SPIFFE ID, by trust domain, or by a predicate.
+/// An allow-list of callers: by exact SPIFFE ID, by trust domain, or by a predicate.
 ///
-/// A peer is allowed when any entry matches. An empty policy allows nobody.
+/// A peer is allowed when any entry matches. An empty policy allows no caller.
 ///
 /// ```
 /// use zerotrust_mtls::CallerPolicy;
@@ -52,7 +52,7 @@ impl fmt::Debug for CallerPolicy {
 }
 
 impl CallerPolicy {
-    /// Starts an empty policy, which allows nobody.
+    /// Starts an empty policy, which allows no caller.
     pub fn new() -> Self {
         Self::default()
     }
@@ -103,5 +103,58 @@ impl CallerPolicy {
             return true;
         }
         self.predicates.iter().any(|predicate| predicate(peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+    use zerotrust_core::CertificateFingerprint;
+
+    fn peer(id: &str) -> PeerIdentity {
+        let now = SystemTime::now();
+        PeerIdentity::new(
+            Some(SpiffeId::new(id).unwrap()),
+            vec![],
+            CertificateFingerprint::from_sha256([7; 32]),
+            now,
+            now,
+        )
+    }
+
+    #[test]
+    fn exact_id_matches_only_itself() {
+        let policy = CallerPolicy::new().allow_spiffe_id("spiffe://zerotrust.test/gateway").unwrap();
+
+        assert!(policy.allows(&peer("spiffe://zerotrust.test/gateway")));
+        assert!(!policy.allows(&peer("spiffe://zerotrust.test/gateway/admin")));
+        assert!(!policy.allows(&peer("spiffe://other.test/gateway")));
+    }
+
+    #[test]
+    fn trust_domain_matches_its_members() {
+        let policy = CallerPolicy::new().allow_trust_domain("zerotrust.test").unwrap();
+
+        assert!(policy.allows(&peer("spiffe://zerotrust.test/anything/at/all")));
+        assert!(!policy.allows(&peer("spiffe://zerotrust.test.evil/gateway")));
+    }
+
+    #[test]
+    fn predicate_and_empty_policy() {
+        let empty = CallerPolicy::new();
+        let by_dns = CallerPolicy::new().allow_if(|p| p.fingerprint().as_bytes()[0] == 7);
+
+        assert!(!empty.allows(&peer("spiffe://zerotrust.test/gateway")));
+        assert!(by_dns.allows(&peer("spiffe://zerotrust.test/gateway")));
+    }
+
+    #[test]
+    fn invalid_entries_are_errors() {
+        let upper = CallerPolicy::new().allow_trust_domain("ZeroTrust.test").unwrap_err();
+        let bad_id = CallerPolicy::new().allow_spiffe_id("spiffe://zerotrust.test/a/../b").unwrap_err();
+
+        assert!(upper.to_string().contains("ZeroTrust.test"));
+        assert!(bad_id.to_string().contains("SPIFFE ID"));
     }
 }

@@ -1,4 +1,4 @@
-//! Why the mTLS layer refused a request.
+//! The reasons the mTLS layer rejects a request.
 
 use http::StatusCode;
 use zerotrust_core::Rejection;

@@ -154,3 +154,75 @@ pub(crate) fn map_key_error(error: rustls::Error) -> TlsConfigError {
         other => TlsConfigError::Rustls(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerotrust_testkit::pki::DevPki;
+
+    fn builder(pki: &DevPki, service: &str) -> ServerTlsBuilder {
+        let leaf = pki.service(service).unwrap();
+        ServerTlsBuilder::new()
+            .trust_bundle_pem(pki.ca_cert_pem())
+            .certificate_chain_pem(&leaf.cert_pem)
+            .private_key_pem(&leaf.key_pem)
+    }
+
+    #[test]
+    fn build_offers_h2_and_http1() {
+        let pki = DevPki::generate("zerotrust.test", &["orders"]).unwrap();
+
+        let config = builder(&pki, "orders").build().unwrap();
+
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn empty_trust_bundle_is_rejected() {
+        let pki = DevPki::generate("zerotrust.test", &["orders"]).unwrap();
+
+        let error = builder(&pki, "orders").trust_bundle_pem("").build().unwrap_err();
+
+        assert!(matches!(error, TlsConfigError::EmptyTrustBundle), "{error}");
+    }
+
+    #[test]
+    fn key_of_another_certificate_is_rejected() {
+        let pki = DevPki::generate("zerotrust.test", &["orders", "payments"]).unwrap();
+        let other_key = &pki.service("payments").unwrap().key_pem;
+
+        let error = builder(&pki, "orders").private_key_pem(other_key).build().unwrap_err();
+
+        assert!(matches!(error, TlsConfigError::KeyMismatch), "{error}");
+    }
+
+    #[test]
+    fn unreadable_key_and_missing_inputs_are_rejected() {
+        let pki = DevPki::generate("zerotrust.test", &["orders"]).unwrap();
+
+        let unreadable = builder(&pki, "orders").private_key_pem("not a key").build().unwrap_err();
+        let missing = ServerTlsBuilder::new().build().unwrap_err();
+        let no_chain = builder(&pki, "orders").certificate_chain_pem("").build().unwrap_err();
+
+        assert!(matches!(unreadable, TlsConfigError::InvalidPem { what: "private key", .. }), "{unreadable}");
+        assert!(matches!(missing, TlsConfigError::Missing("trust bundle")), "{missing}");
+        assert!(matches!(no_chain, TlsConfigError::EmptyCertificateChain), "{no_chain}");
+    }
+
+    #[test]
+    fn every_error_formats_without_panicking() {
+        let errors = [
+            TlsConfigError::Missing("trust bundle"),
+            TlsConfigError::EmptyTrustBundle,
+            TlsConfigError::EmptyCertificateChain,
+            TlsConfigError::InvalidPem { what: "private key", message: "bad".into() },
+            TlsConfigError::InvalidTrustAnchor("bad".into()),
+            TlsConfigError::KeyMismatch,
+            TlsConfigError::Rustls("bad".into()),
+        ];
+
+        for error in errors {
+            assert!(!error.to_string().is_empty());
+        }
+    }
+}

@@ -26,12 +26,12 @@ use axum::response::Response;
 use http::{Request, StatusCode};
 use tower::{Layer, Service};
 
-use crate::event::{EventKind, SecurityEvent};
+use crate::event::EventKind;
 use crate::future::GuardFuture;
 use crate::principal::{Principal, PrincipalRejection};
 use crate::rejection::{BearerChallenge, Rejection, problem_response};
-use crate::request_id::request_id;
-use crate::sink::{SharedSink, TracingSink};
+use crate::reporter::EventReporter;
+use crate::sink::SharedSink;
 
 /// The rejection of [`RequireScope`]: the principal lacks the scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,29 +67,28 @@ impl Rejection for ScopeRejection {
 #[must_use]
 pub struct RequireScopeLayer {
     scope: Arc<str>,
-    service: Option<Arc<str>>,
-    sink: SharedSink,
+    events: EventReporter,
 }
 
 impl RequireScopeLayer {
-    /// Requires `scope` on every request. Events go to the [`TracingSink`].
+    /// Requires `scope` on every request. Events go to the
+    /// [`TracingSink`](crate::TracingSink) unless a sink is set.
     pub fn new(scope: impl Into<Arc<str>>) -> Self {
         Self {
             scope: scope.into(),
-            service: None,
-            sink: Arc::new(TracingSink),
+            events: EventReporter::default(),
         }
     }
 
     /// Sends denial events to `sink`.
     pub fn event_sink(mut self, sink: SharedSink) -> Self {
-        self.sink = sink;
+        self.events.set_sink(sink);
         self
     }
 
     /// Names the service in denial events.
     pub fn service_name(mut self, service: impl Into<Arc<str>>) -> Self {
-        self.service = Some(service.into());
+        self.events.set_service(service);
         self
     }
 }
@@ -150,15 +149,12 @@ where
             status = 403,
             "scope missing"
         );
-        let mut event = SecurityEvent::new(EventKind::AuthorizationDenied)
-            .identifier(principal.id())
-            .reason(rejection.reason())
-            .status(403)
-            .request_id(request_id(request.headers()));
-        if let Some(service) = &self.layer.service {
-            event = event.service(service.to_string());
-        }
-        self.layer.sink.send(event);
+        self.layer.events.denial(
+            EventKind::AuthorizationDenied,
+            &rejection,
+            Some(principal.id().to_owned()),
+            request.headers(),
+        );
         GuardFuture::denied(problem_response(rejection))
     }
 }

@@ -35,8 +35,8 @@ use http::Request;
 use tower::{Layer, Service};
 use zerotrust_core::future::GuardFuture;
 use zerotrust_core::{
-    BearerError, CredentialKind, EventKind, Principal, PrincipalKind, Rejection, SecurityEvent,
-    SharedSink, TracingSink, bearer_credential, problem_response, request_id,
+    BearerError, CredentialKind, EventKind, EventReporter, Principal, PrincipalKind, Rejection,
+    SharedSink, bearer_credential, problem_response,
 };
 
 use crate::claims::VerifiedClaims;
@@ -48,8 +48,7 @@ use crate::verifier::JwtVerifier;
 #[must_use]
 pub struct JwtAuthLayer {
     verifier: Arc<JwtVerifier>,
-    service: Option<Arc<str>>,
-    sink: SharedSink,
+    events: EventReporter,
 }
 
 impl JwtAuthLayer {
@@ -57,20 +56,19 @@ impl JwtAuthLayer {
     pub fn new(verifier: Arc<JwtVerifier>) -> Self {
         Self {
             verifier,
-            service: None,
-            sink: Arc::new(TracingSink),
+            events: EventReporter::default(),
         }
     }
 
     /// Sends denial events to `sink`.
     pub fn event_sink(mut self, sink: SharedSink) -> Self {
-        self.sink = sink;
+        self.events.set_sink(sink);
         self
     }
 
     /// Names the service in denial events.
     pub fn service_name(mut self, service: impl Into<Arc<str>>) -> Self {
-        self.service = Some(service.into());
+        self.events.set_service(service);
         self
     }
 }
@@ -143,14 +141,9 @@ where
                     path = request.uri().path(),
                     "token rejected"
                 );
-                let mut event = SecurityEvent::new(EventKind::AuthenticationDenied)
-                    .reason(rejection.reason())
-                    .status(rejection.status().as_u16())
-                    .request_id(request_id(request.headers()));
-                if let Some(service) = &self.layer.service {
-                    event = event.service(service.to_string());
-                }
-                self.layer.sink.send(event);
+                self.layer
+                    .events
+                    .denial(EventKind::AuthenticationDenied, &rejection, None, request.headers());
                 GuardFuture::denied(problem_response(rejection))
             }
         }

@@ -30,10 +30,7 @@ use axum::response::Response;
 use http::Request;
 use tower::{Layer, Service};
 use zerotrust_core::future::GuardFuture;
-use zerotrust_core::{
-    EventKind, PeerIdentity, Rejection, SecurityEvent, SharedSink, TracingSink, problem_response,
-    request_id,
-};
+use zerotrust_core::{EventKind, EventReporter, PeerIdentity, Rejection, SharedSink, problem_response};
 
 use crate::caller_policy::CallerPolicy;
 use crate::rejection::MtlsRejection;
@@ -43,29 +40,28 @@ use crate::rejection::MtlsRejection;
 #[must_use]
 pub struct RequireCallerLayer {
     policy: Arc<CallerPolicy>,
-    service: Option<Arc<str>>,
-    sink: SharedSink,
+    events: EventReporter,
 }
 
 impl RequireCallerLayer {
-    /// Lets through only peers that `policy` allows. Events go to the [`TracingSink`].
+    /// Lets through only peers that `policy` allows. Events go to the
+    /// [`TracingSink`](zerotrust_core::TracingSink) unless a sink is set.
     pub fn new(policy: CallerPolicy) -> Self {
         Self {
             policy: Arc::new(policy),
-            service: None,
-            sink: Arc::new(TracingSink),
+            events: EventReporter::default(),
         }
     }
 
     /// Sends denial events to `sink`.
     pub fn event_sink(mut self, sink: SharedSink) -> Self {
-        self.sink = sink;
+        self.events.set_sink(sink);
         self
     }
 
     /// Names the service in denial events.
     pub fn service_name(mut self, service: impl Into<Arc<str>>) -> Self {
-        self.service = Some(service.into());
+        self.events.set_service(service);
         self
     }
 }
@@ -146,17 +142,7 @@ where
             MtlsRejection::NoClientCertificate => EventKind::AuthenticationDenied,
             _ => EventKind::AuthorizationDenied,
         };
-        let mut event = SecurityEvent::new(kind)
-            .reason(rejection.reason())
-            .status(rejection.status().as_u16())
-            .request_id(request_id(request.headers()));
-        if let Some(identifier) = identifier {
-            event = event.identifier(identifier);
-        }
-        if let Some(service) = &self.layer.service {
-            event = event.service(service.to_string());
-        }
-        self.layer.sink.send(event);
+        self.layer.events.denial(kind, &rejection, identifier, request.headers());
         GuardFuture::denied(problem_response(rejection))
     }
 }

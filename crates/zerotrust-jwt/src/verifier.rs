@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use crate::claims::{Claims, VerifiedClaims};
 use crate::rejection::JwtRejection;
 
-/// The clock leeway for `exp`, `nbf` and `iat` unless one is set.
+/// The clock leeway for `exp` and `nbf` unless one is set.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The largest leeway the builder accepts.
@@ -66,6 +66,9 @@ struct VerificationKey {
 /// configured issuer, `aud` containing the service's audience, `exp` required and
 /// in the future, `nbf` if present in the past, and `sub` present. `exp` and `nbf`
 /// get the leeway, 30 seconds by default.
+///
+/// NOTE: `iat` is not checked and there is no maximum token lifetime yet, so a
+/// correctly signed token with a far-future `exp` is accepted.
 ///
 /// ```
 /// # let key = zerotrust_testkit::tokens::SigningKeyPair::generate_rs256("k1").unwrap();

@@ -279,7 +279,7 @@ async fn forward_get(State(state): State<GatewayState>, Path(id): Path<String>) 
 fn relay(reply: Result<super::client::Reply, tower::BoxError>) -> Response {
     match reply {
         Ok(reply) if reply.status.is_success() || reply.status.is_client_error() && reply.status != StatusCode::UNAUTHORIZED && reply.status != StatusCode::FORBIDDEN => {
-            // axum answers a body it cannot parse with plain text, so wrap
+            // axum rejects a body it cannot parse with a plain-text reply, so wrap
             // anything that is not JSON to keep the gateway's replies JSON.
             let body = serde_json::from_slice(&reply.body)
                 .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&reply.body)}));

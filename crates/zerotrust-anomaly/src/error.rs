@@ -73,8 +73,8 @@ pub enum AnomalyConfigError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store did not answer within the layer's timeout.
-    #[error("counter store did not answer within {0:?}")]
+    /// The store did not reply within the layer's timeout.
+    #[error("counter store timed out after {0:?}")]
     Timeout(Duration),
     /// The memory store already tracks its maximum number of identifiers, so a
     /// new identifier is not counted.
@@ -89,7 +89,7 @@ pub enum StoreError {
     /// The store's backend, such as Redis, returned an error.
     #[error("counter store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The backend answered with a reply the store does not understand.
+    /// The backend returned a reply the store cannot parse.
     #[error("unexpected reply from counter store: {0}")]
     UnexpectedReply(String),
     /// Connecting to the backend failed.
@@ -155,7 +155,7 @@ mod tests {
         }
         assert_eq!(
             store_errors[0].to_string(),
-            "counter store did not answer within 250ms"
+            "counter store timed out after 250ms"
         );
         assert!(store_errors[2].to_string().ends_with("connection reset"));
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Layer;
-use zerotrust_core::{SharedSink, TracingSink};
+use zerotrust_core::{EventReporter, SharedSink};
 
 use crate::error::AnomalyConfigError;
 use crate::identifier::IdentifierKind;
@@ -30,7 +30,7 @@ pub struct AnomalyLayer {
 impl AnomalyLayer {
     /// Starts a builder that counts in `store`.
     ///
-    /// By default events go to the [`TracingSink`], service principals get
+    /// By default events go to the [`TracingSink`](zerotrust_core::TracingSink), service principals get
     /// [`AnomalyPolicy::service_default`], every other kind
     /// [`AnomalyPolicy::default`], store calls time out after
     /// [`DEFAULT_STORE_TIMEOUT`], and `STORE_DEGRADED` events are sent at most
@@ -38,8 +38,7 @@ impl AnomalyLayer {
     pub fn builder(store: Arc<dyn CounterStore>) -> AnomalyLayerBuilder {
         AnomalyLayerBuilder {
             store,
-            service: None,
-            sink: Arc::new(TracingSink),
+            events: EventReporter::default(),
             policies: IdentifierKind::ALL.map(default_policy),
             store_timeout: DEFAULT_STORE_TIMEOUT,
             degraded_event_interval: DEFAULT_DEGRADED_EVENT_INTERVAL,
@@ -60,8 +59,7 @@ impl<S> Layer<S> for AnomalyLayer {
 #[must_use]
 pub struct AnomalyLayerBuilder {
     store: Arc<dyn CounterStore>,
-    service: Option<Arc<str>>,
-    sink: SharedSink,
+    events: EventReporter,
     policies: [AnomalyPolicy; IdentifierKind::ALL.len()],
     store_timeout: Duration,
     degraded_event_interval: Duration,
@@ -70,13 +68,13 @@ pub struct AnomalyLayerBuilder {
 impl AnomalyLayerBuilder {
     /// Names the service in events. By default events carry no service name.
     pub fn service_name(mut self, service: impl Into<Arc<str>>) -> Self {
-        self.service = Some(service.into());
+        self.events.set_service(service);
         self
     }
 
-    /// Sends events to `sink`. By default they go to the [`TracingSink`].
+    /// Sends events to `sink`. By default they go to the [`TracingSink`](zerotrust_core::TracingSink).
     pub fn event_sink(mut self, sink: SharedSink) -> Self {
-        self.sink = sink;
+        self.events.set_sink(sink);
         self
     }
 
@@ -114,15 +112,14 @@ impl AnomalyLayerBuilder {
 
         tracing::debug!(
             target: "zerotrust::anomaly",
-            service = self.service.as_deref(),
+            service = self.events.service(),
             store_timeout_ms = self.store_timeout.as_millis(),
             "anomaly layer built"
         );
         Ok(AnomalyLayer {
             shared: Arc::new(Shared::new(
                 self.store,
-                self.service,
-                self.sink,
+                self.events,
                 self.policies,
                 self.store_timeout,
                 self.degraded_event_interval,

@@ -9,7 +9,7 @@ use axum::response::Response;
 use http::Request;
 use tower::Service;
 use zerotrust_core::{
-    EventKind, Rejection as _, SecurityEvent, SharedSink, problem_response, request_id,
+    EventKind, Rejection as _, EventReporter, SecurityEvent, problem_response, request_id,
 };
 
 use crate::error::StoreError;
@@ -83,8 +83,7 @@ where
 #[derive(Debug)]
 pub(crate) struct Shared {
     store: Arc<dyn CounterStore>,
-    service: Option<Arc<str>>,
-    sink: SharedSink,
+    events: EventReporter,
     policies: [AnomalyPolicy; IdentifierKind::ALL.len()],
     store_timeout: Duration,
     degraded: DegradedReporter,
@@ -93,16 +92,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         store: Arc<dyn CounterStore>,
-        service: Option<Arc<str>>,
-        sink: SharedSink,
+        events: EventReporter,
         policies: [AnomalyPolicy; IdentifierKind::ALL.len()],
         store_timeout: Duration,
         degraded_event_interval: Duration,
     ) -> Self {
         Self {
             store,
-            service,
-            sink,
+            events,
             policies,
             store_timeout,
             degraded: DegradedReporter::new(degraded_event_interval),
@@ -172,7 +169,7 @@ impl Shared {
                 .event(EventKind::RateAnomaly, identifier, request_id.clone())
                 .count(policy.alert_at())
                 .reason("alert_threshold");
-            self.sink.send(event);
+            self.events.send(event);
         }
         if outcome.block_started {
             tracing::debug!(
@@ -186,7 +183,7 @@ impl Shared {
                 .count(policy.block_at())
                 .reason("block_threshold")
                 .status(429);
-            self.sink.send(event);
+            self.events.send(event);
         }
     }
 
@@ -208,7 +205,7 @@ impl Shared {
 
         tracing::warn!(
             target: "zerotrust::anomaly",
-            service = self.service.as_deref(),
+            service = self.events.service(),
             %error,
             "counter store failed; requests pass uncounted until it recovers"
         );
@@ -220,7 +217,7 @@ impl Shared {
         let event = self
             .event(EventKind::StoreDegraded, identifier, request_id)
             .reason(reason);
-        self.sink.send(event);
+        self.events.send(event);
     }
 
     fn event(
@@ -229,13 +226,9 @@ impl Shared {
         identifier: &Identifier,
         request_id: Option<String>,
     ) -> SecurityEvent {
-        let mut event = SecurityEvent::new(kind)
+        SecurityEvent::new(kind)
             .identifier(identifier.to_string())
-            .request_id(request_id);
-        if let Some(service) = &self.service {
-            event = event.service(service.to_string());
-        }
-        event
+            .request_id(request_id)
     }
 }
 

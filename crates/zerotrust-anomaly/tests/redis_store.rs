@@ -168,7 +168,7 @@ async fn hostile_identifier_stays_in_its_hash_tag() {
 
 #[tokio::test]
 async fn paused_redis_fails_open_within_timeout() {
-    // Only a private server can be paused, whatever ZEROTRUST_TEST_REDIS_URL says.
+    // Only a private server can be paused, even when ZEROTRUST_TEST_REDIS_URL is set.
     let server = RedisServer::spawn().await.unwrap();
     let sink = Arc::new(MemorySink::default());
     let store = Arc::new(store_for(&server).await);
@@ -197,7 +197,7 @@ async fn paused_redis_fails_open_within_timeout() {
 
 #[tokio::test]
 async fn restarted_redis_is_used_again() {
-    // Only a private server can be restarted, whatever ZEROTRUST_TEST_REDIS_URL says.
+    // Only a private server can be restarted, even when ZEROTRUST_TEST_REDIS_URL is set.
     let mut server = RedisServer::spawn().await.unwrap();
     let sink = Arc::new(MemorySink::default());
     let store = Arc::new(store_for(&server).await);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Layer;
-use zerotrust_core::{Clock, SharedSink, SystemClock, TracingSink};
+use zerotrust_core::{Clock, EventReporter, SharedSink, SystemClock, TracingSink};
 
 use crate::key::KeyFormat;
 use crate::service::ApiKeyService;
@@ -32,8 +32,7 @@ pub struct ApiKeyLayer {
 pub(crate) struct Config {
     pub(crate) store: Arc<dyn KeyStore>,
     pub(crate) format: KeyFormat,
-    pub(crate) sink: SharedSink,
-    pub(crate) service: Option<Arc<str>>,
+    pub(crate) events: EventReporter,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) lookup_timeout: Duration,
     pub(crate) store_error_log: LogThrottle,
@@ -132,12 +131,16 @@ impl ApiKeyLayerBuilder {
             lookup_timeout_ms = self.lookup_timeout.as_millis() as u64,
             "API key layer built"
         );
+        let mut events = EventReporter::default();
+        events.set_sink(self.sink);
+        if let Some(service) = self.service {
+            events.set_service(service);
+        }
         Ok(ApiKeyLayer {
             config: Arc::new(Config {
                 store: self.store,
                 format: self.format,
-                sink: self.sink,
-                service: self.service.map(Arc::from),
+                events,
                 clock: self.clock,
                 lookup_timeout: self.lookup_timeout,
                 store_error_log: LogThrottle::new(Duration::from_secs(10)),

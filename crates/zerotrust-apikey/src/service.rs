@@ -95,7 +95,7 @@ where
 
             tracing::trace!(
                 target: "zerotrust::apikey",
-                service = config.service.as_deref(),
+                service = config.events.service(),
                 key_id = %record.id,
                 path = request.uri().path(),
                 "API key accepted"
@@ -181,14 +181,14 @@ fn log_store_failure(config: &Config, error: &dyn std::fmt::Display) {
     match config.store_error_log.allow() {
         Some(suppressed) => tracing::error!(
             target: "zerotrust::apikey",
-            service = config.service.as_deref(),
+            service = config.events.service(),
             error = %error,
             suppressed,
             "API key store failed; rejecting requests with 503"
         ),
         None => tracing::debug!(
             target: "zerotrust::apikey",
-            service = config.service.as_deref(),
+            service = config.events.service(),
             error = %error,
             "API key store failed"
         ),
@@ -204,7 +204,7 @@ fn deny(config: &Config, denial: Denial, request_id: Option<String>, path: &str)
     // warnings would bury real problems. The security event is the record.
     tracing::debug!(
         target: "zerotrust::apikey",
-        service = config.service.as_deref(),
+        service = config.events.service(),
         reason = rejection.reason(),
         detail = denial.detail,
         key_id = denial.key_id.as_deref(),
@@ -225,10 +225,7 @@ fn deny(config: &Config, denial: Denial, request_id: Option<String>, path: &str)
     if let Some(key_id) = denial.key_id {
         event = event.identifier(key_id);
     }
-    if let Some(service) = &config.service {
-        event = event.service(service.to_string());
-    }
-    config.sink.send(event);
+    config.events.send(event);
 
     problem_response(rejection)
 }

@@ -17,7 +17,7 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// A boxed error from a store's backend, such as a database driver error.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// Where key records live.
+/// Storage for key records.
 ///
 /// Implementations store records by id and by digest, and never see a key's
 /// plaintext. Every method may fail with a [`StoreError`]. The verification

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// What a [`SecurityEvent`] reports.
+/// The kind of incident a [`SecurityEvent`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -46,7 +46,7 @@ impl fmt::Display for EventKind {
 pub struct SecurityEvent {
     /// What happened.
     pub kind: EventKind,
-    /// Who it concerns, if known: `service:gateway`, a key id, an address.
+    /// The caller concerned, if known: `service:gateway`, a key id, an address.
     pub identifier: Option<String>,
     /// The service that observed it.
     pub service: Option<String>,

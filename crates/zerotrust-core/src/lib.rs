@@ -18,7 +18,7 @@
 //!   into an RFC 9457 `application/problem+json` response. The typed rejection is
 //!   also put into the response extensions, so callers can inspect or replace it.
 //! - [`SecurityEvent`] and [`EventSink`]: one event type for denials and anomalies,
-//!   sent through a sink that never blocks the request.
+//!   sent through a sink whose `send` must return without blocking the request.
 //! - [`RequireScope`]: a route layer that answers 403 `insufficient_scope` when the
 //!   principal lacks a scope.
 

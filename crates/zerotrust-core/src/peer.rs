@@ -53,7 +53,7 @@ impl fmt::Display for CertificateFingerprint {
     }
 }
 
-/// What the peer's verified leaf certificate says about it.
+/// The identity in the peer's verified leaf certificate.
 ///
 /// The mTLS acceptor builds one per connection, after the handshake verified the
 /// chain, and every request on that connection carries it as

@@ -45,7 +45,7 @@ pub enum CredentialKind {
     Certificate,
 }
 
-/// Who the caller is after authentication, and what it may do.
+/// The authenticated caller and the scopes it was granted.
 ///
 /// Authentication layers insert it into the request extensions. Handlers take it
 /// as an extractor, which rejects with 401 when no layer set one:
@@ -68,7 +68,8 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// A service principal, `service:<name>`, authenticated by certificate and token.
+    /// Creates a service principal, `service:<name>`, authenticated by
+    /// certificate and token.
     pub fn service(name: &str) -> Self {
         Self {
             kind: PrincipalKind::Service,
@@ -79,7 +80,7 @@ impl Principal {
         }
     }
 
-    /// An API-key principal. `key_id` is the key's public id, never its secret.
+    /// Creates an API-key principal. `key_id` is the key's public id, never its secret.
     pub fn api_key(key_id: impl Into<String>, owner: impl Into<String>, scopes: Scopes) -> Self {
         Self {
             kind: PrincipalKind::ApiKey,
@@ -90,7 +91,7 @@ impl Principal {
         }
     }
 
-    /// A principal of any kind, for authentication layers outside this workspace.
+    /// Creates a principal of any kind, for authentication layers outside this workspace.
     pub fn new(
         kind: PrincipalKind,
         id: impl Into<String>,

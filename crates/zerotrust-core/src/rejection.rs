@@ -6,28 +6,29 @@ use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
-/// A layer's reason for refusing a request.
+/// A layer's reason for rejecting a request.
 ///
 /// Each layer has its own rejection type. [`problem_response`] turns one into a
-/// response whose body says only what a client needs to know: the problem type,
+/// response whose body contains only what a client needs to know: the problem type,
 /// a title and the status. The detailed [`reason`](Rejection::reason) goes to logs
 /// and security events, and the typed rejection itself is put in the response
 /// extensions, where an outer layer can read it or replace the response.
 pub trait Rejection: fmt::Debug + Clone + Send + Sync + 'static {
-    /// The HTTP status code.
+    /// Returns the HTTP status code.
     fn status(&self) -> StatusCode;
 
-    /// The problem type URI of RFC 9457 section 3.1.1.
+    /// Returns the problem type URI of RFC 9457 section 3.1.1.
     fn problem_type(&self) -> &'static str;
 
-    /// A short, human-readable summary that is the same for every instance of the type.
+    /// Returns a short, human-readable summary that is the same for every
+    /// instance of the type.
     fn title(&self) -> &'static str;
 
-    /// A stable machine-readable reason for logs and security events, never sent
-    /// to the client.
+    /// Returns a stable machine-readable reason for logs and security events.
+    /// [`problem_response`] never puts it in the body.
     fn reason(&self) -> &'static str;
 
-    /// The RFC 6750 challenge for bearer credentials, if any.
+    /// Returns the RFC 6750 challenge for bearer credentials, if any.
     fn challenge(&self) -> Option<BearerChallenge> {
         None
     }

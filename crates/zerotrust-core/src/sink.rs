@@ -1,4 +1,4 @@
-//! Where security events go.
+//! Destinations for security events.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -7,7 +7,7 @@ use zerotrust_core::{BearerChallenge, Rejection};
 ///
 /// Every variant but [`Missing`](JwtRejection::Missing) and
 /// [`InvalidRequest`](JwtRejection::InvalidRequest) produces the same response
-/// body, so a client learns nothing that helps it tune a forgery; the variant
+/// body, so a client learns nothing that helps it tune a forgery. The variant
 /// goes to logs, security events and the response extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -60,12 +60,17 @@ struct VerificationKey {
 
 /// Verifies bearer tokens for one service.
 ///
-/// Checks, in order: size, three dot-separated segments, a header that names a
-/// known `kid` and carries no key of its own, the header `alg` equal to the
-/// algorithm bound to that key, the signature, then the claims: `iss` exactly the
-/// configured issuer, `aud` containing the service's audience, `exp` required and
-/// in the future, `nbf` if present in the past, and `sub` present. `exp` and `nbf`
-/// get the leeway, 30 seconds by default.
+/// Checks, in order:
+///
+/// 1. the size, and three dot-separated segments;
+/// 2. a header that names a known `kid` and carries no key of its own;
+/// 3. the header `alg` equal to the algorithm bound to that key;
+/// 4. the signature;
+/// 5. the claims: `iss` exactly the configured issuer, `aud` containing the
+///    service's audience, `exp` present and in the future, `nbf` (if present) in
+///    the past, and `sub` present.
+///
+/// `exp` and `nbf` get the leeway, 30 seconds by default.
 ///
 /// NOTE: `iat` is not checked and there is no maximum token lifetime yet, so a
 /// correctly signed token with a far-future `exp` is accepted.

@@ -18,7 +18,7 @@ pub enum TlsConfigError {
     /// PEM input could not be parsed.
     #[error("invalid PEM in {what}: {message}")]
     InvalidPem {
-        /// Which input: `trust bundle`, `certificate chain` or `private key`.
+        /// The input that failed: `trust bundle`, `certificate chain` or `private key`.
         what: &'static str,
         /// The parser's message.
         message: String,

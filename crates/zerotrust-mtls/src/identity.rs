@@ -23,7 +23,7 @@ pub enum IdentityError {
 /// Parses a SPIFFE ID strictly.
 ///
 /// On top of the `spiffe` crate's rules this rejects an upper-case trust domain
-/// instead of lower-casing it: the SPIFFE ID specification (section 2.1) allows
+/// instead of lower-casing it. The SPIFFE ID specification (section 2.1) allows
 /// only lower-case letters, and an ID that breaks a rule is never normalised into
 /// a valid one.
 pub fn parse_spiffe_id(value: &str) -> Result<SpiffeId, SpiffeIdError> {
@@ -40,9 +40,9 @@ pub fn parse_spiffe_id(value: &str) -> Result<SpiffeId, SpiffeIdError> {
 
 /// Reads the identity out of a DER-encoded leaf certificate.
 ///
-/// The certificate must already be verified: this function only extracts. The
-/// SPIFFE ID is taken from the single URI SAN (X.509-SVID section 2); a
-/// certificate with no URI SAN, several, or an invalid one yields an identity
+/// The certificate must already be verified, because this function only
+/// extracts. The SPIFFE ID is taken from the single URI SAN (X.509-SVID section
+/// 2). A certificate with no URI SAN, several, or an invalid one yields an identity
 /// without a SPIFFE ID.
 pub fn peer_identity_from_der(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     let (_, certificate) =

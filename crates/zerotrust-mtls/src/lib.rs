@@ -28,7 +28,7 @@
 //! # Trust model
 //!
 //! 1. [`ServerTlsBuilder`] makes rustls require a client certificate that chains
-//!    to the trust bundle and carries the clientAuth extended key usage; a peer
+//!    to the trust bundle and carries the clientAuth extended key usage. A peer
 //!    without one fails the handshake and never reaches a handler.
 //! 2. [`PeerIdentityAcceptor`] parses the verified leaf once per connection into a
 //!    [`PeerIdentity`](zerotrust_core::PeerIdentity): the SPIFFE ID from the single

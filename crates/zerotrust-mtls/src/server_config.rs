@@ -17,7 +17,7 @@ pub enum ClientAuth {
     Required,
     /// Clients may connect without a certificate; their requests carry no
     /// [`PeerIdentity`](zerotrust_core::PeerIdentity), and routes that need one
-    /// answer 401. A certificate that is presented must still verify, so a bad
+    /// respond with 401. A certificate that is presented must still verify, so a bad
     /// certificate fails the handshake rather than becoming an anonymous request.
     Optional,
 }

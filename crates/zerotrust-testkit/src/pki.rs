@@ -78,7 +78,7 @@ impl std::fmt::Debug for LeafCert {
     }
 }
 
-/// What to put in a leaf made by [`DevPki::issue`].
+/// The contents of a leaf made by [`DevPki::issue`].
 #[derive(Debug, Clone)]
 pub struct LeafSpec {
     /// The subject common name.
@@ -98,7 +98,8 @@ pub struct LeafSpec {
 }
 
 impl LeafSpec {
-    /// A normal service leaf: one SPIFFE ID, loopback names, client and server usage.
+    /// Describes a normal service leaf: one SPIFFE ID, loopback names, and client
+    /// and server usage.
     pub fn service(trust_domain: &str, name: &str) -> Self {
         Self {
             common_name: name.to_owned(),

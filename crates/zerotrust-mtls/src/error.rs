@@ -18,7 +18,8 @@ pub enum TlsConfigError {
     /// PEM input could not be parsed.
     #[error("invalid PEM in {what}: {message}")]
     InvalidPem {
-        /// The input that failed: `trust bundle`, `certificate chain` or `private key`.
+        /// The input that failed: `trust bundle`, `certificate chain`, `private key`
+        /// or `certificate revocation list`.
         what: &'static str,
         /// The parser's message.
         message: String,
@@ -29,6 +30,12 @@ pub enum TlsConfigError {
     /// The private key does not belong to the leaf certificate.
     #[error("the private key does not match the leaf certificate's public key")]
     KeyMismatch,
+    /// Both a single trust bundle and per-trust-domain bundles were set.
+    #[error("set either one trust bundle or per-trust-domain bundles, not both")]
+    MixedTrustBundles,
+    /// A trust domain name is invalid, upper-case, or given twice.
+    #[error("invalid trust domain {0:?}: use a lower-case name such as \"example.org\", once each")]
+    InvalidTrustDomain(String),
     /// rustls rejected the configuration.
     #[error("rustls rejected the configuration: {0}")]
     Rustls(String),

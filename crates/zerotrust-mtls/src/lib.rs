@@ -64,6 +64,7 @@ mod provider;
 mod rejection;
 mod require_caller;
 mod server_config;
+mod verifier;
 
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, PeerIdentityAcceptor, PeerIdentityService};
 pub use caller_policy::{CallerPolicy, CallerPolicyError};
@@ -73,3 +74,4 @@ pub use identity::{IdentityError, parse_spiffe_id, peer_identity_from_der};
 pub use rejection::MtlsRejection;
 pub use require_caller::{RequireCaller, RequireCallerLayer};
 pub use server_config::{ClientAuth, ServerTlsBuilder};
+pub use verifier::{LeafRules, SvidError};

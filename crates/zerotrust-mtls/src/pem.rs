@@ -1,7 +1,7 @@
 //! PEM parsing for certificates and keys.
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::error::TlsConfigError;
 
@@ -24,4 +24,14 @@ pub(crate) fn private_key(pem: &str) -> Result<PrivateKeyDer<'static>, TlsConfig
         what: "private key",
         message: error.to_string(),
     })
+}
+
+/// Parses every certificate revocation list in a PEM string.
+pub(crate) fn crls(pem: &str) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsConfigError> {
+    CertificateRevocationListDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsConfigError::InvalidPem {
+            what: "certificate revocation list",
+            message: error.to_string(),
+        })
 }

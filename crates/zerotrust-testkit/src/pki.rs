@@ -28,8 +28,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -67,6 +68,8 @@ pub struct LeafCert {
     pub cert_der: Vec<u8>,
     /// The PKCS#8 private key, PEM.
     pub key_pem: String,
+    /// The certificate's serial number, for revocation lists.
+    pub serial: Vec<u8>,
 }
 
 impl std::fmt::Debug for LeafCert {
@@ -95,6 +98,10 @@ pub struct LeafSpec {
     pub not_before_offset_secs: i64,
     /// Validity end, relative to now.
     pub not_after_offset_secs: i64,
+    /// Whether the leaf claims to be a CA (an X.509-SVID leaf must not).
+    pub is_ca: bool,
+    /// Key usages. A service leaf has digitalSignature only.
+    pub key_usages: Vec<KeyUsagePurpose>,
 }
 
 impl LeafSpec {
@@ -115,6 +122,8 @@ impl LeafSpec {
             ],
             not_before_offset_secs: -(BACKDATE.as_secs() as i64),
             not_after_offset_secs: DEFAULT_LEAF_VALIDITY.as_secs() as i64,
+            is_ca: false,
+            key_usages: vec![KeyUsagePurpose::DigitalSignature],
         }
     }
 }
@@ -208,8 +217,14 @@ impl DevPki {
         for ip in &spec.ip_addresses {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.is_ca = if spec.is_ca {
+            IsCa::Ca(BasicConstraints::Unconstrained)
+        } else {
+            IsCa::ExplicitNoCa
+        };
+        params.key_usages = spec.key_usages.clone();
+        let serial = random_serial()?;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.extended_key_usages = spec.extended_key_usages.clone();
         params.use_authority_key_identifier_extension = true;
         params.not_before = offset_from_now(spec.not_before_offset_secs);
@@ -226,7 +241,30 @@ impl DevPki {
             cert_pem: cert.pem(),
             cert_der: cert.der().to_vec(),
             key_pem: key.serialize_pem(),
+            serial,
         })
+    }
+
+    /// Signs a certificate revocation list that revokes `revoked`, returned as PEM.
+    /// It is valid from an hour ago until a day from now.
+    pub fn revocation_list(&self, revoked: &[&LeafCert]) -> Result<String, PkiError> {
+        let params = CertificateRevocationListParams {
+            this_update: offset_from_now(-(BACKDATE.as_secs() as i64)),
+            next_update: offset_from_now(24 * 3600),
+            crl_number: SerialNumber::from_slice(&random_serial()?),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|leaf| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&leaf.serial),
+                    revocation_time: offset_from_now(-60),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
     }
 
     /// Returns the trust domain.
@@ -296,6 +334,16 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
         fs::write(path, contents)?;
         Ok(())
     }
+}
+
+/// Returns 16 random bytes with the top bit clear and a non-zero first byte, so
+/// the DER integer is positive and minimally encoded.
+fn random_serial() -> Result<Vec<u8>, PkiError> {
+    let mut serial = vec![0u8; 16];
+    getrandom::fill(&mut serial).map_err(|error| PkiError::Io(io::Error::other(error.to_string())))?;
+    serial[0] &= 0x7f;
+    serial[0] |= 0x01;
+    Ok(serial)
 }
 
 fn offset_from_now(seconds: i64) -> OffsetDateTime {

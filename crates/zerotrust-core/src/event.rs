@@ -17,6 +17,8 @@ pub enum EventKind {
     Blocked,
     /// A backing store failed and a layer fell back to its failure policy.
     StoreDegraded,
+    /// Reloading TLS material failed; the previous configuration stays in use.
+    TlsReloadFailed,
 }
 
 impl EventKind {
@@ -28,6 +30,7 @@ impl EventKind {
             EventKind::RateAnomaly => "RATE_ANOMALY",
             EventKind::Blocked => "BLOCKED",
             EventKind::StoreDegraded => "STORE_DEGRADED",
+            EventKind::TlsReloadFailed => "TLS_RELOAD_FAILED",
         }
     }
 }

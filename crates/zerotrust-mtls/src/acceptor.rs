@@ -65,6 +65,13 @@ impl PeerIdentityAcceptor {
         Self { inner, config }
     }
 
+    /// Creates an acceptor over a live configuration handle, such as the one a
+    /// [`ServerTlsReloader`](crate::ServerTlsReloader) replaces on reload.
+    pub fn from_rustls_config(config: RustlsConfig) -> Self {
+        let inner = rustls_acceptor(&config, DEFAULT_HANDSHAKE_TIMEOUT);
+        Self { inner, config }
+    }
+
     /// Sets how long a peer may take to finish the TLS handshake.
     #[must_use]
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {

@@ -13,6 +13,8 @@ pub enum MtlsRejection {
     NoSpiffeId,
     /// The caller's SPIFFE ID is not on the allow-list (403).
     CallerNotAllowed,
+    /// A trusted proxy sent a malformed `x-forwarded-client-cert` header (400).
+    InvalidForwardedCertificate,
 }
 
 impl Rejection for MtlsRejection {
@@ -20,6 +22,7 @@ impl Rejection for MtlsRejection {
         match self {
             MtlsRejection::NoClientCertificate => StatusCode::UNAUTHORIZED,
             MtlsRejection::NoSpiffeId | MtlsRejection::CallerNotAllowed => StatusCode::FORBIDDEN,
+            MtlsRejection::InvalidForwardedCertificate => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -29,6 +32,7 @@ impl Rejection for MtlsRejection {
             MtlsRejection::NoSpiffeId | MtlsRejection::CallerNotAllowed => {
                 "urn:zerotrust:problem:caller-not-allowed"
             }
+            MtlsRejection::InvalidForwardedCertificate => "urn:zerotrust:problem:invalid-request",
         }
     }
 
@@ -36,6 +40,7 @@ impl Rejection for MtlsRejection {
         match self {
             MtlsRejection::NoClientCertificate => "client certificate required",
             MtlsRejection::NoSpiffeId | MtlsRejection::CallerNotAllowed => "caller not allowed",
+            MtlsRejection::InvalidForwardedCertificate => "invalid request",
         }
     }
 
@@ -44,6 +49,7 @@ impl Rejection for MtlsRejection {
             MtlsRejection::NoClientCertificate => "no_client_certificate",
             MtlsRejection::NoSpiffeId => "no_spiffe_id",
             MtlsRejection::CallerNotAllowed => "caller_not_allowed",
+            MtlsRejection::InvalidForwardedCertificate => "invalid_forwarded_certificate",
         }
     }
 }

@@ -57,6 +57,7 @@
 mod acceptor;
 mod caller_policy;
 mod client_config;
+mod client_reload;
 mod error;
 mod forwarded;
 mod identity;
@@ -72,6 +73,7 @@ mod xfcc;
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, PeerIdentityAcceptor, PeerIdentityService};
 pub use caller_policy::{CallerPolicy, CallerPolicyError};
 pub use client_config::ClientTlsBuilder;
+pub use client_reload::{ClientTlsFiles, ClientTlsReloader};
 pub use error::TlsConfigError;
 pub use forwarded::{ForwardedClientCert, ForwardedClientCertLayer, ForwardingProxy, X_FORWARDED_CLIENT_CERT};
 pub use identity::{IdentityError, parse_spiffe_id, peer_identity_from_der};

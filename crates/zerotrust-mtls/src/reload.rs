@@ -212,7 +212,7 @@ fn read(path: &Path) -> Result<Vec<u8>, ReloadError> {
     })
 }
 
-fn read_text(path: &Path) -> Result<String, ReloadError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, ReloadError> {
     let bytes = read(path)?;
     String::from_utf8(bytes).map_err(|_| ReloadError::Read {
         path: path.to_owned(),

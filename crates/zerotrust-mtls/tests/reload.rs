@@ -99,3 +99,71 @@ async fn missing_file_is_a_read_error() {
 
     assert!(error.to_string().contains("/nonexistent/zt/cert.pem"), "{error}");
 }
+
+#[tokio::test]
+async fn client_reload_presents_new_certificate() {
+    use axum::Extension;
+    use zerotrust_core::PeerIdentity;
+    use zerotrust_mtls::{ClientTlsFiles, ClientTlsReloader, PeerIdentityAcceptor, ServerTlsBuilder};
+
+    let dir = std::env::temp_dir().join(format!("zt-client-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let servers = DevPki::generate("zerotrust.test", &["orders"]).unwrap();
+    let old = DevPki::generate("zerotrust.test", &["gateway"]).unwrap();
+    let new = DevPki::generate("zerotrust.test", &["gateway"]).unwrap();
+    let orders = servers.service("orders").unwrap();
+    let both_cas = format!("{}{}", old.ca_cert_pem(), new.ca_cert_pem());
+    let tls = ServerTlsBuilder::new()
+        .trust_bundle_pem(&both_cas)
+        .certificate_chain_pem(&orders.cert_pem)
+        .private_key_pem(&orders.key_pem)
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/",
+        get(|Extension(peer): Extension<Arc<PeerIdentity>>| async move { peer.fingerprint().to_hex() }),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("https://{}/", listener.local_addr().unwrap());
+    let handle = axum_server::Handle::new();
+    tokio::spawn(
+        axum_server::from_tcp(listener)
+            .unwrap()
+            .acceptor(PeerIdentityAcceptor::new(tls))
+            .handle(handle.clone())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>()),
+    );
+    let write_client = |pki: &DevPki| {
+        let gateway = pki.service("gateway").unwrap();
+        std::fs::write(dir.join("ca.pem"), servers.ca_cert_pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), &gateway.cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &gateway.key_pem).unwrap();
+    };
+    write_client(&old);
+    let reloader = ClientTlsReloader::load(
+        ClientTlsFiles::new(dir.join("ca.pem")).client_certificate(dir.join("cert.pem"), dir.join("key.pem")),
+    )
+    .unwrap();
+    let fingerprint_of = |leaf: &LeafCert| -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&leaf.cert_der).iter().map(|b| format!("{b:02x}")).collect()
+    };
+
+    let before = send(&https_client(reloader.config()), get_request(&url)).await.unwrap();
+    write_client(&new);
+    reloader.reload().unwrap();
+    // A fresh client reuses the same configuration object but makes a new handshake.
+    let after = send(&https_client(reloader.config()), get_request(&url)).await.unwrap();
+    std::fs::write(dir.join("ca.pem"), "no certificates here").unwrap();
+    let failed = reloader.reload();
+    let still = send(&https_client(reloader.config()), get_request(&url)).await.unwrap();
+
+    assert_eq!(String::from_utf8_lossy(&before.body), fingerprint_of(old.service("gateway").unwrap()));
+    assert_eq!(String::from_utf8_lossy(&after.body), fingerprint_of(new.service("gateway").unwrap()));
+    assert!(failed.is_err());
+    assert_eq!(still.status, 200);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    handle.shutdown();
+}

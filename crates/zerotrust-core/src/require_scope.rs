@@ -1,23 +1,4 @@
 //! A route layer that requires a scope on the authenticated principal.
-//!
-//! ```
-//! use axum::{Router, routing::post};
-//! use zerotrust_core::RequireScopeLayer;
-//!
-//! let app: Router = Router::new().route(
-//!     "/orders",
-//!     post(|| async { "created" }).layer(RequireScopeLayer::new("orders:write")),
-//! );
-//! ```
-//!
-//! Rules:
-//!
-//! 1. A request without a [`Principal`] gets 401: an authentication layer must run
-//!    first.
-//! 2. A principal without the scope gets 403 with
-//!    `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`
-//!    (RFC 6750 section 3.1), and an `AUTHORIZATION_DENIED` security event.
-//! 3. Scopes match exactly.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -62,7 +43,26 @@ impl Rejection for ScopeRejection {
     }
 }
 
-/// Layer that applies [`RequireScope`].
+/// A route layer that requires a scope on the authenticated principal.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use zerotrust_core::RequireScopeLayer;
+///
+/// let app: Router = Router::new().route(
+///     "/orders",
+///     post(|| async { "created" }).layer(RequireScopeLayer::new("orders:write")),
+/// );
+/// ```
+///
+/// Rules:
+///
+/// 1. A request without a [`Principal`] gets 401: an authentication layer must run
+///    first.
+/// 2. A principal without the scope gets 403 with
+///    `WWW-Authenticate: Bearer error="insufficient_scope", scope="<scope>"`
+///    (RFC 6750 section 3.1), and an `AUTHORIZATION_DENIED` security event.
+/// 3. Scopes match exactly.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequireScopeLayer {
@@ -104,7 +104,7 @@ impl<S> Layer<S> for RequireScopeLayer {
     }
 }
 
-/// Middleware that refuses principals without a scope. See the [module docs](self).
+/// Middleware made by [`RequireScopeLayer`], whose docs give the rules.
 #[derive(Debug, Clone)]
 pub struct RequireScope<S> {
     inner: S,

@@ -1,25 +1,4 @@
-//! An outbound client configuration whose certificate and trust bundle are
-//! reloaded from files.
-//!
-//! ```no_run
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use zerotrust_mtls::{ClientTlsFiles, ClientTlsReloader};
-//!
-//! let files = ClientTlsFiles::new("/etc/gateway/ca.pem")
-//!     .client_certificate("/etc/gateway/cert.pem", "/etc/gateway/key.pem");
-//! let reloader = Arc::new(ClientTlsReloader::load(files)?);
-//! let config = reloader.config(); // hand this to the HTTP client once
-//! # let _ = config; Ok(()) }
-//! ```
-//!
-//! The returned [`ClientConfig`] never changes; its certificate resolver and
-//! server verifier read the current material, so a reload reaches every new
-//! handshake without rebuilding clients. A reload also forgets the sessions
-//! kept for resumption, because a resumed session would present the old
-//! certificate. Open connections keep what they negotiated. A failed reload keeps the previous material and sends a
-//! `TLS_RELOAD_FAILED` event.
+//! An outbound client configuration that follows its files.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -142,7 +121,7 @@ const SESSION_CACHE_SIZE: usize = 256;
 ///
 /// A resumed TLS session carries the certificates of its original handshake,
 /// so without this a client would keep presenting its old certificate to a
-/// server it already knows, long after a rotation.
+/// server it connected to before, long after a rotation.
 #[derive(Debug)]
 struct ClearableSessions(RwLock<Arc<ClientSessionMemoryCache>>);
 
@@ -192,6 +171,27 @@ impl ClientSessionStore for ClearableSessions {
 }
 
 /// Keeps an outbound client configuration in step with its files.
+///
+///
+/// ```no_run
+/// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use zerotrust_mtls::{ClientTlsFiles, ClientTlsReloader};
+///
+/// let files = ClientTlsFiles::new("/etc/gateway/ca.pem")
+///     .client_certificate("/etc/gateway/cert.pem", "/etc/gateway/key.pem");
+/// let reloader = Arc::new(ClientTlsReloader::load(files)?);
+/// let config = reloader.config(); // hand this to the HTTP client once
+/// # let _ = config; Ok(()) }
+/// ```
+///
+/// The returned [`ClientConfig`] never changes; its certificate resolver and
+/// server verifier read the current material, so a reload reaches every new
+/// handshake without rebuilding clients. A reload also drops the sessions
+/// kept for resumption, because a resumed session would present the old
+/// certificate. Open connections keep what they negotiated. A failed reload keeps the previous material and sends a
+/// `TLS_RELOAD_FAILED` event.
 pub struct ClientTlsReloader {
     files: ClientTlsFiles,
     current: Arc<Current>,

@@ -1,30 +1,4 @@
 //! Honouring `x-forwarded-client-cert` from trusted proxies only.
-//!
-//! ```
-//! use axum::{Router, routing::get};
-//! use zerotrust_mtls::{CallerPolicy, ForwardedClientCertLayer, RequireCallerLayer};
-//!
-//! let envoy = CallerPolicy::new().allow_spiffe_id("spiffe://example.org/envoy").unwrap();
-//! let only_web = CallerPolicy::new().allow_spiffe_id("spiffe://example.org/web").unwrap();
-//! let app: Router = Router::new()
-//!     .route("/", get(|| async { "ok" }))
-//!     .layer(RequireCallerLayer::new(only_web))
-//!     // Added last, so it runs first and RequireCaller sees the forwarded identity.
-//!     .layer(ForwardedClientCertLayer::new(envoy));
-//! ```
-//!
-//! Rules:
-//!
-//! 1. When the TLS peer is not a trusted proxy, every `x-forwarded-client-cert`
-//!    header is removed and the peer's own identity stays.
-//! 2. When it is a trusted proxy, the last element of the header (the one that
-//!    proxy appended) replaces the request's [`PeerIdentity`], and the proxy's
-//!    identity moves to [`ForwardingProxy`]. With `Cert`, the identity is read from
-//!    the certificate (and `Hash`, if present, must match it); without, it is built
-//!    from `URI`, `DNS` and `Hash`, which is then required.
-//! 3. A trusted proxy that sends no header forwarded a client without a
-//!    certificate: the request carries no `PeerIdentity`, never the proxy's.
-//! 4. A malformed header from a trusted proxy gets 400.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -50,7 +24,33 @@ pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forw
 #[derive(Debug, Clone)]
 pub struct ForwardingProxy(pub Arc<PeerIdentity>);
 
-/// Layer that applies [`ForwardedClientCert`].
+/// Honouring `x-forwarded-client-cert` from trusted proxies only.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use zerotrust_mtls::{CallerPolicy, ForwardedClientCertLayer, RequireCallerLayer};
+///
+/// let envoy = CallerPolicy::new().allow_spiffe_id("spiffe://example.org/envoy").unwrap();
+/// let only_web = CallerPolicy::new().allow_spiffe_id("spiffe://example.org/web").unwrap();
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "ok" }))
+///     .layer(RequireCallerLayer::new(only_web))
+///     // Added last, so it runs first and RequireCaller sees the forwarded identity.
+///     .layer(ForwardedClientCertLayer::new(envoy));
+/// ```
+///
+/// Rules:
+///
+/// 1. When the TLS peer is not a trusted proxy, every `x-forwarded-client-cert`
+///    header is removed and the peer's own identity stays.
+/// 2. When it is a trusted proxy, the last element of the header (the one that
+///    proxy appended) replaces the request's [`PeerIdentity`], and the proxy's
+///    identity moves to [`ForwardingProxy`]. With `Cert`, the identity is read from
+///    the certificate (and `Hash`, if present, must match it); without, it is built
+///    from `URI`, `DNS` and `Hash`, which is then required.
+/// 3. A trusted proxy that sends no header forwarded a client without a
+///    certificate: the request carries no `PeerIdentity`, never the proxy's.
+/// 4. A malformed header from a trusted proxy gets 400.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ForwardedClientCertLayer {
@@ -91,7 +91,7 @@ impl<S> Layer<S> for ForwardedClientCertLayer {
     }
 }
 
-/// Middleware that applies the [module rules](self).
+/// Middleware made by [`ForwardedClientCertLayer`], whose docs give the rules.
 #[derive(Debug, Clone)]
 pub struct ForwardedClientCert<S> {
     inner: S,

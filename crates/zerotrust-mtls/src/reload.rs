@@ -1,26 +1,4 @@
-//! Reloading the server certificate, key, trust bundles and CRLs from files
-//! without a restart.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use std::time::Duration;
-//! use zerotrust_mtls::{ServerTlsFiles, ServerTlsReloader};
-//!
-//! let files = ServerTlsFiles::new("/etc/orders/cert.pem", "/etc/orders/key.pem")
-//!     .trust_bundle("/etc/orders/ca.pem")
-//!     .crl("/etc/orders/ca.crl");
-//! let reloader = Arc::new(ServerTlsReloader::load(files, |builder| builder)?);
-//! let _task = reloader.clone().spawn_periodic(Duration::from_secs(300));
-//! let acceptor = reloader.acceptor();
-//! # let _ = acceptor; Ok(()) }
-//! ```
-//!
-//! A reload reads every file again and builds a new configuration. On success
-//! new handshakes use it at once; connections already open keep the
-//! configuration they were accepted with, so none is dropped. On failure the
-//! previous configuration stays in use, the error is logged, and a
-//! `TLS_RELOAD_FAILED` security event is sent.
+//! Reloading server TLS material from files without a restart.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -98,6 +76,28 @@ pub enum ReloadError {
 type Configure = dyn Fn(ServerTlsBuilder) -> ServerTlsBuilder + Send + Sync;
 
 /// Keeps a server's TLS configuration in step with its files.
+///
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use zerotrust_mtls::{ServerTlsFiles, ServerTlsReloader};
+///
+/// let files = ServerTlsFiles::new("/etc/orders/cert.pem", "/etc/orders/key.pem")
+///     .trust_bundle("/etc/orders/ca.pem")
+///     .crl("/etc/orders/ca.crl");
+/// let reloader = Arc::new(ServerTlsReloader::load(files, |builder| builder)?);
+/// let _task = reloader.clone().spawn_periodic(Duration::from_secs(300));
+/// let acceptor = reloader.acceptor();
+/// # let _ = acceptor; Ok(()) }
+/// ```
+///
+/// A reload reads every file again and builds a new configuration. On success
+/// new handshakes use it at once; connections already open keep the
+/// configuration they were accepted with, so none is dropped. On failure the
+/// previous configuration stays in use, the error is logged, and a
+/// `TLS_RELOAD_FAILED` security event is sent.
 pub struct ServerTlsReloader {
     files: ServerTlsFiles,
     configure: Box<Configure>,

@@ -1,27 +1,4 @@
 //! A layer that lets only listed callers through.
-//!
-//! ```
-//! use axum::{Router, routing::post};
-//! use zerotrust_mtls::{CallerPolicy, RequireCallerLayer};
-//!
-//! let only_gateway = CallerPolicy::new()
-//!     .allow_spiffe_id("spiffe://zerotrust.test/gateway")
-//!     .unwrap();
-//! let app: Router = Router::new()
-//!     .route("/orders", post(|| async { "created" }))
-//!     .layer(RequireCallerLayer::new(only_gateway));
-//! ```
-//!
-//! Rules:
-//!
-//! 1. A request whose connection had no client certificate gets 401.
-//! 2. A certificate without a valid SPIFFE ID gets 403, unless a predicate in the
-//!    policy allows it.
-//! 3. A SPIFFE ID that the policy does not allow gets 403.
-//!
-//! Every denial is an `application/problem+json` response and a security event.
-//! The peer identity comes from [`PeerIdentityAcceptor`](crate::PeerIdentityAcceptor);
-//! headers can never supply it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,7 +12,32 @@ use zerotrust_core::{EventKind, EventReporter, PeerIdentity, Rejection, SharedSi
 use crate::caller_policy::CallerPolicy;
 use crate::rejection::MtlsRejection;
 
-/// Layer that applies [`RequireCaller`].
+/// A layer that lets only listed callers through.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use zerotrust_mtls::{CallerPolicy, RequireCallerLayer};
+///
+/// let only_gateway = CallerPolicy::new()
+///     .allow_spiffe_id("spiffe://zerotrust.test/gateway")
+///     .unwrap();
+/// let app: Router = Router::new()
+///     .route("/orders", post(|| async { "created" }))
+///     .layer(RequireCallerLayer::new(only_gateway));
+/// ```
+///
+/// Rules:
+///
+/// 1. A request whose connection had no client certificate gets 401.
+/// 2. A certificate without a valid SPIFFE ID gets 403, unless a predicate in the
+///    policy allows it.
+/// 3. A SPIFFE ID that the policy does not allow gets 403.
+///
+/// Every denial is an `application/problem+json` response and a security event.
+/// The peer identity comes from [`PeerIdentityAcceptor`](crate::PeerIdentityAcceptor).
+/// A header can supply it only through
+/// [`ForwardedClientCertLayer`](crate::ForwardedClientCertLayer), and only from a
+/// trusted proxy.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RequireCallerLayer {
@@ -77,7 +79,7 @@ impl<S> Layer<S> for RequireCallerLayer {
     }
 }
 
-/// Middleware that refuses peers not on the allow-list. See the [module docs](self).
+/// Middleware that rejects peers not on the allow-list; see [`RequireCallerLayer`].
 #[derive(Debug, Clone)]
 pub struct RequireCaller<S> {
     inner: S,

@@ -1,22 +1,6 @@
 //! Parsing Envoy's `x-forwarded-client-cert` header.
-//!
-//! ```
-//! use zerotrust_mtls::parse_xfcc;
-//!
-//! let elements = parse_xfcc(
-//!     r#"By=spiffe://example.org/proxy;Hash=ab12;URI=spiffe://example.org/web,By=spiffe://example.org/edge;URI="spiffe://example.org/gw""#,
-//! ).unwrap();
-//! assert_eq!(elements.len(), 2);
-//! assert_eq!(elements[1].uri, ["spiffe://example.org/gw"]);
-//! ```
-//!
-//! The header holds one element per proxy hop, separated by commas. An element
-//! is a list of `Key=Value` pairs separated by semicolons. A value may be quoted
-//! with double quotes, and inside quotes a comma, semicolon or equals sign is
-//! literal and `\"` is a quote. Keys are `By`, `Hash`, `Cert`, `Chain`, `Subject`,
-//! `URI` and `DNS`, matched case-insensitively; other keys are ignored.
 
-/// The longest header value that is parsed.
+/// The maximum length, in bytes, of a header value that is parsed.
 pub const MAX_XFCC_BYTES: usize = 64 * 1024;
 
 /// One hop of an `x-forwarded-client-cert` header.
@@ -39,7 +23,7 @@ pub struct XfccElement {
     pub dns: Vec<String>,
 }
 
-/// Why an `x-forwarded-client-cert` value could not be parsed.
+/// An error while parsing an `x-forwarded-client-cert` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum XfccError {
@@ -67,6 +51,22 @@ pub enum XfccError {
 }
 
 /// Parses a whole header value into its elements, first hop first.
+///
+/// ```
+/// use zerotrust_mtls::parse_xfcc;
+///
+/// let elements = parse_xfcc(
+///     r#"By=spiffe://example.org/proxy;Hash=ab12;URI=spiffe://example.org/web,By=spiffe://example.org/edge;URI="spiffe://example.org/gw""#,
+/// ).unwrap();
+/// assert_eq!(elements.len(), 2);
+/// assert_eq!(elements[1].uri, ["spiffe://example.org/gw"]);
+/// ```
+///
+/// The header contains one element per proxy hop, separated by commas. An element
+/// is a list of `Key=Value` pairs separated by semicolons. A value may be quoted
+/// with double quotes, and inside quotes a comma, semicolon or equals sign is
+/// literal and `\"` is a quote. Keys are `By`, `Hash`, `Cert`, `Chain`, `Subject`,
+/// `URI` and `DNS`, matched case-insensitively; other keys are ignored.
 pub fn parse_xfcc(value: &str) -> Result<Vec<XfccElement>, XfccError> {
     if value.len() > MAX_XFCC_BYTES {
         return Err(XfccError::TooLong);
@@ -103,7 +103,7 @@ pub fn parse_xfcc(value: &str) -> Result<Vec<XfccElement>, XfccError> {
     Ok(elements)
 }
 
-/// Parses `Key=Value` starting at `start`; returns the key, the unquoted value and
+/// Parses `Key=Value` starting at `start`. Returns the key, the unquoted value and
 /// the index of the byte after the value (a separator or the end).
 fn parse_pair(input: &str, start: usize) -> Result<(&str, String, usize), XfccError> {
     let bytes = input.as_bytes();

@@ -40,6 +40,10 @@ pub fn parse_spiffe_id(value: &str) -> Result<SpiffeId, SpiffeIdError> {
 
 /// Reads the identity out of a DER-encoded leaf certificate.
 ///
+/// The `spiffe` crate's X.509-SVID parser (0.19) needs the SVID's private key,
+/// which a server never has for its peers, so the leaf is read with x509-parser
+/// and only the ID is validated by `spiffe::SpiffeId`.
+///
 /// The certificate must already be verified, because this function only
 /// extracts. The SPIFFE ID is taken from the single URI SAN (X.509-SVID section
 /// 2). A certificate with no URI SAN, several, or an invalid one yields an identity

@@ -229,3 +229,38 @@ async fn anonymous_client_with_optional_auth_has_no_identity() {
     assert_eq!(reply.status, 200);
     assert_eq!(calls.count(), 1);
 }
+
+#[tokio::test]
+async fn der_crl_revokes_too() {
+    use rustls::pki_types::CertificateRevocationListDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let pki = DevPki::generate("zerotrust.test", &["orders", "gateway"]).unwrap();
+    let crl_pem = pki.revocation_list(&[pki.service("gateway").unwrap()]).unwrap();
+    let crl_der = CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).unwrap();
+    let tls = server_builder(&pki, pki.service("orders").unwrap()).crl_der(&crl_der).build().unwrap();
+    let (url, _, _handle) = serve_with(app(Calls::default()), tls, Duration::from_secs(5));
+
+    let status = status_with(&pki, &url, pki.service("gateway").unwrap()).await;
+
+    assert_eq!(status, None);
+}
+
+#[tokio::test]
+async fn optional_auth_still_rejects_bad_certificate() {
+    let pki = DevPki::generate("zerotrust.test", &["orders"]).unwrap();
+    let rogue = DevPki::generate("zerotrust.test", &["gateway"]).unwrap();
+    let tls = server_builder(&pki, pki.service("orders").unwrap())
+        .client_auth(zerotrust_mtls::ClientAuth::Optional)
+        .build()
+        .unwrap();
+    let calls = Calls::default();
+    let (url, _, _handle) = serve_with(app(calls.clone()), tls, Duration::from_secs(5));
+
+    // The certificate is presented but chains to an unknown CA: that is a failed
+    // handshake, never an anonymous request.
+    let status = status_with(&pki, &url, rogue.service("gateway").unwrap()).await;
+
+    assert_eq!(status, None);
+    assert_eq!(calls.count(), 0);
+}

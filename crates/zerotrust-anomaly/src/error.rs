@@ -55,6 +55,22 @@ pub enum AnomalyConfigError {
         /// The setting, such as `max_identifiers`.
         field: &'static str,
     },
+    /// A network prefix length is longer than its address family allows.
+    #[error("prefix length {prefix_len} is invalid: the maximum is {max}")]
+    InvalidPrefixLength {
+        /// The prefix length that was given.
+        prefix_len: u8,
+        /// 32 for IPv4, 128 for IPv6.
+        max: u8,
+    },
+    /// A trusted-proxy network is not in CIDR notation.
+    #[error(
+        "invalid network {value:?}: expected an address or address/prefix_len, such as 10.0.0.0/8"
+    )]
+    InvalidNetwork {
+        /// The value that was given.
+        value: String,
+    },
     /// A Redis key prefix would put a hash tag or control characters into key names.
     #[error(
         "invalid redis key prefix {prefix:?}: use at most 64 visible ASCII characters \
@@ -68,8 +84,9 @@ pub enum AnomalyConfigError {
 
 /// A failed [`CounterStore::hit`](crate::CounterStore::hit).
 ///
-/// The layer never turns one into a 500 or 429: it lets the request through and
-/// reports a `STORE_DEGRADED` event.
+/// The layer never turns one into a 500 or 429: it follows its
+/// [`OnStoreError`](crate::OnStoreError) policy and reports a `STORE_DEGRADED`
+/// event.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -95,6 +112,13 @@ pub enum StoreError {
     /// Connecting to the backend failed.
     #[error("connecting to the counter store failed: {0}")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store failed moments ago, so the layer did not call it; it tries
+    /// again after `retry_in`.
+    #[error("counter store failed recently and is not called for another {retry_in:?}")]
+    Unavailable {
+        /// The time until the layer calls the store again.
+        retry_in: Duration,
+    },
 }
 
 #[cfg(test)]
@@ -129,6 +153,13 @@ mod tests {
             AnomalyConfigError::InvalidKeyPrefix {
                 prefix: "{bad}".into(),
             },
+            AnomalyConfigError::InvalidPrefixLength {
+                prefix_len: 33,
+                max: 32,
+            },
+            AnomalyConfigError::InvalidNetwork {
+                value: "10.0.0/8".into(),
+            },
         ];
         for error in &config_errors {
             let message = error.to_string();
@@ -149,6 +180,9 @@ mod tests {
             StoreError::Backend("connection reset".into()),
             StoreError::UnexpectedReply("nil".into()),
             StoreError::Connect("refused".into()),
+            StoreError::Unavailable {
+                retry_in: Duration::from_millis(400),
+            },
         ];
         for error in &store_errors {
             assert!(!error.to_string().is_empty());

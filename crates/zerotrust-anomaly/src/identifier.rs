@@ -1,12 +1,15 @@
 //! Identifiers that requests are counted against.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use http::Extensions;
 use sha2::{Digest as _, Sha256};
 use zerotrust_core::{Principal, PrincipalKind};
+
+use crate::client_address::DEFAULT_IPV6_PREFIX_LEN;
+use crate::network::mask;
 
 /// The maximum length in bytes of an identifier value kept as it is. Longer values are replaced by
 /// their SHA-256 digest, so a caller cannot make the stores keep large keys.
@@ -22,17 +25,24 @@ pub enum IdentifierKind {
     ApiKey,
     /// A token subject that is not a service.
     Subject,
-    /// A client address: an IPv4 address or an IPv6 /64 network.
+    /// A client address: an IPv4 address or an IPv6 network, /64 by default.
     ClientAddress,
+    /// A workload by the SPIFFE ID in its client certificate.
+    SpiffeId,
+    /// A client address counted once per response with status 401, so that
+    /// credential guessing is blocked by its own thresholds.
+    AuthenticationFailure,
 }
 
 impl IdentifierKind {
     /// All kinds, in declaration order.
-    pub const ALL: [IdentifierKind; 4] = [
+    pub const ALL: [IdentifierKind; 6] = [
         IdentifierKind::Service,
         IdentifierKind::ApiKey,
         IdentifierKind::Subject,
         IdentifierKind::ClientAddress,
+        IdentifierKind::SpiffeId,
+        IdentifierKind::AuthenticationFailure,
     ];
 
     /// Returns the stable lower-case name used in events and store keys.
@@ -42,6 +52,8 @@ impl IdentifierKind {
             IdentifierKind::ApiKey => "api_key",
             IdentifierKind::Subject => "subject",
             IdentifierKind::ClientAddress => "client_address",
+            IdentifierKind::SpiffeId => "spiffe_id",
+            IdentifierKind::AuthenticationFailure => "authentication_failure",
         }
     }
 }
@@ -79,20 +91,33 @@ impl Identifier {
     /// network, because a single host or site is commonly assigned a whole /64
     /// and can send from any address in it.
     pub fn client_address(ip: IpAddr) -> Self {
-        let value = match ip {
+        Self::client_network(ip, DEFAULT_IPV6_PREFIX_LEN)
+    }
+
+    /// Creates a client-address identifier that groups IPv6 addresses by their
+    /// first `ipv6_prefix_len` bits (at most 128), shown as `network/len`.
+    /// IPv4 and IPv4-mapped addresses are kept whole.
+    pub fn client_network(ip: IpAddr, ipv6_prefix_len: u8) -> Self {
+        let value = match ip.to_canonical() {
             IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let network = u128::from(v6) & !(u128::from(u64::MAX));
-                    format!("{}/64", Ipv6Addr::from(network))
-                }
-            },
+            v6 @ IpAddr::V6(_) => {
+                let prefix_len = ipv6_prefix_len.min(128);
+                format!("{}/{prefix_len}", mask(v6, prefix_len))
+            }
         };
         Self {
             kind: IdentifierKind::ClientAddress,
             value,
         }
+    }
+
+    /// Returns this client address as an [`IdentifierKind::AuthenticationFailure`]
+    /// identifier with the same value, or `None` for other kinds.
+    pub fn to_authentication_failure(&self) -> Option<Self> {
+        (self.kind == IdentifierKind::ClientAddress).then(|| Self {
+            kind: IdentifierKind::AuthenticationFailure,
+            value: self.value.clone(),
+        })
     }
 
     /// Creates the identifier of an authenticated principal.

@@ -87,6 +87,22 @@ impl AnomalyPolicy {
         }
     }
 
+    /// Returns the default for authentication failures per client address:
+    /// 5-minute windows, an alert at 20 responses with status 401, a 15-minute
+    /// block at 50.
+    ///
+    /// These are starting points, not measured values: a client that retries a
+    /// wrong credential a few times stays well below them, and guessing
+    /// credentials at more than one attempt every six seconds is blocked.
+    pub const fn authentication_failure_default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            alert_at: 20,
+            block_at: 50,
+            block_for: Duration::from_secs(900),
+        }
+    }
+
     /// Returns the length of a counting window.
     pub const fn window(&self) -> Duration {
         self.window

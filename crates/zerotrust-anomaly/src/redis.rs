@@ -96,7 +96,10 @@ impl RedisCounterStore {
         }
     }
 
-    /// Connects to `url`, such as `redis://127.0.0.1:6379` or `rediss://…`.
+    /// Connects to `url`, such as `redis://127.0.0.1:6379`, or
+    /// to a Redis Cluster with
+    /// `redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001&node=127.0.0.1:7002`
+    /// (fred's URL form; the nodes listed are only the first ones contacted).
     ///
     /// The client reconnects forever with exponential backoff from 100 ms up to
     /// 5 s, gives up a TCP connect after [`DEFAULT_CONNECT_TIMEOUT`], and fails

@@ -1,4 +1,5 @@
-//! The 429 response for blocked identifiers.
+//! The 429 response for blocked identifiers and the 503 response when the
+//! counter store fails under [`OnStoreError::FailClosed`](crate::OnStoreError).
 
 use std::time::Duration;
 
@@ -51,6 +52,44 @@ impl Rejection for AnomalyRejection {
 
     fn add_headers(&self, headers: &mut HeaderMap) {
         headers.insert(RETRY_AFTER, HeaderValue::from(self.retry_after_secs()));
+    }
+}
+
+/// The rejection of [`AnomalyService`](crate::AnomalyService) under
+/// [`OnStoreError::FailClosed`](crate::OnStoreError::FailClosed): the counter
+/// store failed, so the request cannot be counted.
+///
+/// The response is 503 with `Retry-After` in whole seconds, at least 1: the
+/// time until the layer calls the store again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreUnavailableRejection {
+    /// How long until the layer calls the store again.
+    pub retry_after: Duration,
+}
+
+impl Rejection for StoreUnavailableRejection {
+    fn status(&self) -> StatusCode {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+
+    fn problem_type(&self) -> &'static str {
+        "urn:zerotrust:problem:unavailable"
+    }
+
+    fn title(&self) -> &'static str {
+        "service unavailable"
+    }
+
+    fn reason(&self) -> &'static str {
+        "counter_store_unavailable"
+    }
+
+    fn add_headers(&self, headers: &mut HeaderMap) {
+        let seconds = AnomalyRejection {
+            retry_after: self.retry_after,
+        }
+        .retry_after_secs();
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
     }
 }
 

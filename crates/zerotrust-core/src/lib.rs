@@ -19,6 +19,8 @@
 //!   also put into the response extensions, so callers can inspect or replace it.
 //! - [`SecurityEvent`] and [`EventSink`]: one event type for denials and anomalies,
 //!   sent through a sink whose `send` must return without blocking the request.
+//! - [`sinks`]: OCSF-shaped JSON lines, an HTTP webhook (feature `webhook`) and
+//!   a per-kind, per-identifier rate limit for any sink.
 //! - [`RequireScope`]: a route layer that answers 403 `insufficient_scope` when the
 //!   principal lacks a scope.
 
@@ -34,6 +36,7 @@ mod request_id;
 mod require_scope;
 mod scope;
 mod sink;
+pub mod sinks;
 
 pub use clock::{Clock, SystemClock};
 pub use credentials::{BearerError, bearer_credential};

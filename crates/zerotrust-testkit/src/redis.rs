@@ -23,6 +23,9 @@
 //!
 //! A spawned server can be paused (`SIGSTOP`), resumed, stopped and restarted on
 //! the same port, for tests of timeouts and reconnects.
+//!
+//! [`RedisCluster::start`] spawns a three-node Redis Cluster on loopback ports,
+//! for tests of cluster hash slots.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -46,6 +49,20 @@ const SPAWN_ATTEMPTS: u32 = 3;
 
 /// Numbers the fixtures of this process, so key prefixes never repeat.
 static FIXTURE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The number of primary nodes in a [`RedisCluster`], the minimum that
+/// `redis-cli --cluster create` accepts.
+pub const CLUSTER_NODES: usize = 3;
+
+/// How long a new cluster may take to report `cluster_state:ok` on every node.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The highest client port a cluster node may use: its cluster bus listens on
+/// the port plus 10,000, which must stay below 65,536.
+const MAX_CLUSTER_PORT: u16 = 55_535;
+
+/// How many random ports a cluster fixture tries for each node.
+const CLUSTER_PORT_ATTEMPTS: u32 = 200;
 
 /// An error while starting or controlling the test Redis server.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +110,22 @@ pub enum RedisFixtureError {
     /// No free local port could be found.
     #[error("finding a free port on 127.0.0.1 failed: {0}")]
     NoFreePort(std::io::Error),
+    /// `redis-cli --cluster create` failed.
+    #[error("redis-cli --cluster create failed with {status}: {output}")]
+    ClusterCreate {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its standard output and error, trimmed.
+        output: String,
+    },
+    /// The cluster nodes did not all report `cluster_state:ok` in time.
+    #[error("redis cluster on ports {ports:?} was not ready within {timeout:?}")]
+    ClusterTimeout {
+        /// The client ports of the nodes.
+        ports: Vec<u16>,
+        /// How long the fixture waited.
+        timeout: Duration,
+    },
 }
 
 /// A Redis server for one test. See the [module docs](self).
@@ -287,6 +320,195 @@ impl Drop for RedisServer {
     }
 }
 
+/// A three-node Redis Cluster for one test, each node a `redis-server` on a
+/// loopback port, with no replicas and no persistence.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zerotrust_testkit::redis::RedisFixtureError> {
+/// use zerotrust_testkit::redis::RedisCluster;
+///
+/// let cluster = RedisCluster::start().await?;
+/// let url = cluster.url(); // redis-cluster://127.0.0.1:<port>?node=127.0.0.1:<port>&…
+/// # let _ = url;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// The nodes are killed and their working directory removed when the fixture is
+/// dropped. `ZEROTRUST_TEST_REDIS_URL` is not used: the cluster is always spawned.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<SpawnedServer>,
+    directory: std::path::PathBuf,
+    key_prefix: String,
+}
+
+impl RedisCluster {
+    /// Spawns three cluster-enabled `redis-server` processes, joins them with
+    /// `redis-cli --cluster create`, and waits until every node reports
+    /// `cluster_state:ok`.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisFixtureError::NotInstalled`] when `redis-server` is not on PATH,
+    /// [`RedisFixtureError::ClusterCreate`] when `redis-cli` fails, and
+    /// [`RedisFixtureError::ClusterTimeout`] when the cluster does not become
+    /// ready within 20 seconds.
+    pub async fn start() -> Result<Self, RedisFixtureError> {
+        let key_prefix = unique_key_prefix();
+        let directory = std::env::temp_dir().join(key_prefix.trim_end_matches(':'));
+        std::fs::create_dir_all(&directory).map_err(|source| RedisFixtureError::Spawn {
+            program: "redis-server",
+            source,
+        })?;
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(CLUSTER_NODES),
+            directory,
+            key_prefix,
+        };
+
+        for _ in 0..CLUSTER_NODES {
+            let port = free_cluster_port(&cluster.ports())?;
+            let config_file = cluster.directory.join(format!("nodes-{port}.conf"));
+            let args = [
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                "--cluster-config-file".to_owned(),
+                config_file.display().to_string(),
+                "--cluster-node-timeout".to_owned(),
+                "2000".to_owned(),
+                "--dir".to_owned(),
+                cluster.directory.display().to_string(),
+            ];
+            let child = spawn_with_args_and_wait(port, &args).await?;
+            cluster.nodes.push(SpawnedServer {
+                port,
+                child: Some(child),
+            });
+        }
+
+        cluster.create()?;
+        cluster.wait_until_ready().await?;
+        tracing::debug!(target: "zerotrust::testkit", ports = ?cluster.ports(), "started redis cluster");
+        Ok(cluster)
+    }
+
+    /// Returns a fred cluster URL naming every node, such as
+    /// `redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001&node=127.0.0.1:7002`.
+    pub fn url(&self) -> String {
+        let ports = self.ports();
+        let mut url = format!("redis-cluster://127.0.0.1:{}", ports[0]);
+        for (i, port) in ports.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{port}"));
+        }
+        url
+    }
+
+    /// Returns the client ports of the nodes.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|node| node.port).collect()
+    }
+
+    /// Returns a key prefix unique to this fixture, ending with `:` and free of
+    /// hash tags.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    fn create(&self) -> Result<(), RedisFixtureError> {
+        let mut command = Command::new("redis-cli");
+        command.arg("--cluster").arg("create");
+        for port in self.ports() {
+            command.arg(format!("127.0.0.1:{port}"));
+        }
+        let output = command
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RedisFixtureError::Spawn {
+                program: "redis-cli",
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Err(RedisFixtureError::ClusterCreate {
+            status: output.status,
+            output: text.trim().to_owned(),
+        })
+    }
+
+    async fn wait_until_ready(&self) -> Result<(), RedisFixtureError> {
+        let deadline = Instant::now() + CLUSTER_READY_TIMEOUT;
+        loop {
+            if self.ports().into_iter().all(cluster_state_ok) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(RedisFixtureError::ClusterTimeout {
+                    ports: self.ports(),
+                    timeout: CLUSTER_READY_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        if let Err(error) = std::fs::remove_dir_all(&self.directory) {
+            tracing::warn!(target: "zerotrust::testkit", directory = %self.directory.display(), %error, "removing cluster directory failed");
+        }
+    }
+}
+
+/// Picks a port at most [`MAX_CLUSTER_PORT`] whose cluster bus port (port plus
+/// 10,000) is free too, and that no node of this cluster uses.
+fn free_cluster_port(taken: &[u16]) -> Result<u16, RedisFixtureError> {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut state = u64::from(seed) ^ (u64::from(std::process::id()) << 32) | 1;
+    for _ in 0..CLUSTER_PORT_ATTEMPTS {
+        // xorshift: spreads attempts over the range without a random crate.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let span = u64::from(MAX_CLUSTER_PORT - 20_000);
+        let port = 20_000 + u16::try_from(state % span).unwrap_or(0);
+        let bus_port = port + 10_000;
+        if taken.contains(&port) || taken.contains(&bus_port) {
+            continue;
+        }
+        let free = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+            && TcpListener::bind((Ipv4Addr::LOCALHOST, bus_port)).is_ok();
+        if free {
+            return Ok(port);
+        }
+    }
+    Err(RedisFixtureError::NoFreePort(std::io::Error::other(format!(
+        "no port below {MAX_CLUSTER_PORT} with a free cluster bus port after {CLUSTER_PORT_ATTEMPTS} attempts"
+    ))))
+}
+
+/// Asks a node with `redis-cli` whether it reports `cluster_state:ok`.
+fn cluster_state_ok(port: u16) -> bool {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "cluster", "info"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).contains("cluster_state:ok"))
+}
+
 fn unique_key_prefix() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -309,11 +531,19 @@ fn free_port() -> Result<u16, RedisFixtureError> {
 }
 
 async fn spawn_and_wait(port: u16) -> Result<Child, RedisFixtureError> {
+    spawn_with_args_and_wait(port, &[]).await
+}
+
+async fn spawn_with_args_and_wait(
+    port: u16,
+    extra_args: &[String],
+) -> Result<Child, RedisFixtureError> {
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -401,6 +631,23 @@ mod tests {
         assert!(replies_to_ping(port));
     }
 
+    #[tokio::test]
+    async fn cluster_starts_three_ready_nodes_and_cleans_up() {
+        let cluster = RedisCluster::start().await.expect("start redis cluster");
+        let ports = cluster.ports();
+        let directory = cluster.directory.clone();
+
+        assert_eq!(ports.len(), CLUSTER_NODES);
+        assert!(ports.iter().all(|port| *port <= MAX_CLUSTER_PORT));
+        assert!(ports.iter().all(|port| cluster_state_ok(*port)));
+        assert!(cluster.url().starts_with("redis-cluster://127.0.0.1:"));
+        assert_eq!(cluster.url().matches("node=").count(), CLUSTER_NODES - 1);
+
+        drop(cluster);
+        assert!(ports.iter().all(|port| !replies_to_ping(*port)));
+        assert!(!directory.exists());
+    }
+
     #[test]
     fn key_prefixes_are_unique_and_tag_free() {
         let first = unique_key_prefix();
@@ -429,6 +676,14 @@ mod tests {
             },
             RedisFixtureError::NotSpawned { operation: "pause" },
             RedisFixtureError::NoFreePort(std::io::Error::other("none")),
+            RedisFixtureError::ClusterCreate {
+                status: std::os::unix::process::ExitStatusExt::from_raw(256),
+                output: "ERR".into(),
+            },
+            RedisFixtureError::ClusterTimeout {
+                ports: vec![1, 2, 3],
+                timeout: Duration::from_secs(1),
+            },
         ];
         for error in errors {
             assert!(!error.to_string().is_empty());

@@ -80,6 +80,29 @@ impl TestApp {
         }
     }
 
+    /// Wraps the test handler in a layer that the caller built.
+    pub fn with_layer(layer: AnomalyLayer, sink: Arc<MemorySink>) -> Self {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handler_calls = calls.clone();
+        let router = Router::new()
+            .route(
+                "/",
+                get(move || {
+                    let calls = handler_calls.clone();
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        "ok"
+                    }
+                }),
+            )
+            .layer(layer);
+        Self {
+            router,
+            calls,
+            sink,
+        }
+    }
+
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }

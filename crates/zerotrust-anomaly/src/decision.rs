@@ -2,7 +2,7 @@
 //! failure policy, threshold events and rejections.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::response::Response;
 use http::{Extensions, HeaderMap};
@@ -16,6 +16,7 @@ use crate::health::StoreHealth;
 use crate::identifier::{Identifier, IdentifierKind};
 use crate::layer::kind_index;
 use crate::memory::MemoryCounterStore;
+use crate::metrics::Metrics;
 use crate::policy::AnomalyPolicy;
 use crate::rejection::{AnomalyRejection, StoreUnavailableRejection};
 use crate::source::IdentifierSource;
@@ -39,6 +40,7 @@ pub(crate) struct Shared {
     pub(crate) source: IdentifierSource,
     pub(crate) addresses: ClientAddressResolver,
     pub(crate) count_authentication_failures: bool,
+    pub(crate) metrics: Metrics,
 }
 
 /// The result of counting one request, after the failure policy.
@@ -151,6 +153,7 @@ impl Shared {
         policy: &AnomalyPolicy,
         request_id: Option<&str>,
     ) -> Counted {
+        self.metrics.request(identifier.kind());
         let (error, report) = match self.health.retry_in() {
             // The store failed moments ago: do not wait for it again yet.
             Some(retry_in) => (
@@ -206,10 +209,13 @@ impl Shared {
         identifier: &Identifier,
         policy: &AnomalyPolicy,
     ) -> Result<HitOutcome, StoreError> {
-        match tokio::time::timeout(self.store_timeout, self.store.hit(identifier, policy)).await {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.store_timeout, self.store.hit(identifier, policy)).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.store_timeout)),
-        }
+        };
+        self.metrics.store_latency(started.elapsed());
+        result
     }
 
     fn reject_blocked(&self, identifier: &Identifier, retry_after: Duration) -> Option<Response> {
@@ -234,6 +240,7 @@ impl Shared {
             reason = rejection.reason(),
             "request rejected"
         );
+        self.metrics.rejection("blocked");
         Some(problem_response(rejection))
     }
 
@@ -252,7 +259,11 @@ impl Shared {
             shadow,
             "counter store unavailable, failing closed"
         );
-        (!shadow).then(|| problem_response(rejection))
+        if shadow {
+            return None;
+        }
+        self.metrics.rejection("store_unavailable");
+        Some(problem_response(rejection))
     }
 
     fn send_threshold_events(
@@ -263,6 +274,7 @@ impl Shared {
         request_id: Option<&str>,
     ) {
         if outcome.alert_crossed {
+            self.metrics.alert(identifier.kind());
             let event = self
                 .event(EventKind::RateAnomaly, identifier, request_id)
                 .count(policy.alert_at())
@@ -270,6 +282,7 @@ impl Shared {
             self.events.send(event);
         }
         if outcome.block_started {
+            self.metrics.block(identifier.kind());
             tracing::debug!(
                 target: "zerotrust::anomaly",
                 identifier = %identifier,
@@ -302,6 +315,13 @@ impl Shared {
             %error,
             "counter store failed"
         );
+        let reason = match error {
+            StoreError::Timeout(_) => "store_timeout",
+            StoreError::CapacityExceeded { .. } => "store_full",
+            StoreError::Unavailable { .. } => "store_unavailable",
+            _ => "store_error",
+        };
+        self.metrics.store_error(reason);
         if !report {
             return;
         }
@@ -316,12 +336,6 @@ impl Shared {
             %error,
             "counter store failed; {policy} until it recovers"
         );
-        let reason = match error {
-            StoreError::Timeout(_) => "store_timeout",
-            StoreError::CapacityExceeded { .. } => "store_full",
-            StoreError::Unavailable { .. } => "store_unavailable",
-            _ => "store_error",
-        };
         let mut event = self
             .event(EventKind::StoreDegraded, identifier, request_id)
             .reason(reason);

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tower::Layer;
 use zerotrust_core::{EventReporter, SharedSink};
 
+use crate::metrics::Metrics;
 use crate::blocked_cache::{BlockedCache, DEFAULT_BLOCKED_CACHE_CAPACITY};
 use crate::client_address::ClientAddressResolver;
 use crate::decision::Shared;
@@ -232,6 +233,7 @@ impl AnomalyLayerBuilder {
             source = ?self.source,
             "anomaly layer built"
         );
+        let metrics = Metrics::new(self.events.service());
         Ok(AnomalyLayer {
             shared: Arc::new(Shared {
                 store: self.store,
@@ -246,6 +248,7 @@ impl AnomalyLayerBuilder {
                 source: self.source,
                 addresses: self.addresses,
                 count_authentication_failures: self.count_authentication_failures,
+                metrics,
             }),
         })
     }

@@ -86,6 +86,11 @@
 //!   source, one with neither a principal nor `ConnectInfo`) is not counted, and
 //!   only a TRACE log on the `zerotrust::anomaly` target says so.
 //!
+//! # Metrics
+//!
+//! The layer records counters and a store-latency histogram through the
+//! `metrics` facade; [`metrics`] lists them.
+//!
 //! # Known limitations
 //!
 //! - While the store is down, fail open counts per replica from zero, so a
@@ -98,6 +103,10 @@
 //! - Authentication-failure blocks are checked in the local cache only, so
 //!   another replica rejects the address from its next 401 there.
 //! - With the memory store each replica counts on its own.
+//! - NOTE: counting uses fixed windows only, so a caller can send up to twice
+//!   `alert_at` requests across a window boundary before an alert. A sliding
+//!   (two-window) mode and the IETF `RateLimit` response headers are not
+//!   implemented yet.
 
 mod blocked_cache;
 mod client_address;
@@ -108,6 +117,7 @@ mod health;
 mod identifier;
 mod layer;
 mod memory;
+pub mod metrics;
 mod network;
 mod policy;
 #[cfg(feature = "redis")]

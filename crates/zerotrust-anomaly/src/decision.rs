@@ -11,7 +11,7 @@ use zerotrust_core::{EventKind, EventReporter, Rejection as _, SecurityEvent, pr
 use crate::blocked_cache::BlockedCache;
 use crate::client_address::ClientAddressResolver;
 use crate::error::StoreError;
-use crate::failure::{Enforcement, OnStoreError};
+use crate::failure::{Enforcement, OnStoreError, RateLimitHeaders};
 use crate::health::StoreHealth;
 use crate::identifier::{Identifier, IdentifierKind};
 use crate::layer::kind_index;
@@ -41,6 +41,43 @@ pub(crate) struct Shared {
     pub(crate) addresses: ClientAddressResolver,
     pub(crate) count_authentication_failures: bool,
     pub(crate) metrics: Metrics,
+    pub(crate) rate_limit_headers: RateLimitHeaders,
+}
+
+/// What the rate-limit headers of one allowed response report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Quota {
+    limit: u64,
+    remaining: u64,
+    window_secs: u64,
+    reset_secs: u64,
+}
+
+impl Quota {
+    fn new(policy: &AnomalyPolicy, count: u64) -> Self {
+        let window_secs = policy.window().as_secs().max(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            limit: policy.block_at(),
+            remaining: policy.block_at().saturating_sub(count),
+            window_secs,
+            reset_secs: window_secs - now % window_secs,
+        }
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` in the structured-field form of
+    /// draft-ietf-httpapi-ratelimit-headers.
+    pub(crate) fn add_headers(&self, headers: &mut http::HeaderMap) {
+        let policy = format!("\"default\";q={};w={}", self.limit, self.window_secs);
+        let current = format!("\"default\";r={};t={}", self.remaining, self.reset_secs);
+        if let (Ok(policy), Ok(current)) = (policy.parse(), current.parse()) {
+            headers.insert("ratelimit-policy", policy);
+            headers.insert("ratelimit", current);
+        }
+    }
 }
 
 /// The result of counting one request, after the failure policy.
@@ -86,7 +123,7 @@ impl Shared {
         identifier: Option<&Identifier>,
         authentication_failure: Option<&Identifier>,
         request_id: Option<&str>,
-    ) -> Option<Response> {
+    ) -> Result<Option<Quota>, Response> {
         // NOTE: only this replica's cache is consulted for authentication-failure
         // blocks, to keep one store call per request. Another replica learns of
         // the block at the address's next 401 there.
@@ -94,21 +131,23 @@ impl Shared {
             && let Some(retry_after) = self.blocked.remaining(address)
             && let Some(response) = self.reject_blocked(address, retry_after)
         {
-            return Some(response);
+            return Err(response);
         }
 
-        let identifier = identifier?;
+        let Some(identifier) = identifier else {
+            return Ok(None);
+        };
         if let Some(retry_after) = self.blocked.remaining(identifier) {
-            return self.reject_blocked(identifier, retry_after);
+            return self.reject_blocked(identifier, retry_after).map_or(Ok(None), Err);
         }
 
         let policy = &self.policies[kind_index(identifier.kind())];
         let outcome = match self.count(identifier, policy, request_id).await {
             Counted::Outcome(outcome) => outcome,
             Counted::Unavailable(retry_after) => {
-                return self.reject_unavailable(identifier, retry_after);
+                return self.reject_unavailable(identifier, retry_after).map_or(Ok(None), Err);
             }
-            Counted::Uncounted => return None,
+            Counted::Uncounted => return Ok(None),
         };
         self.send_threshold_events(identifier, policy, &outcome, request_id);
 
@@ -120,11 +159,12 @@ impl Shared {
                     count,
                     "request counted"
                 );
-                None
+                let quota = (self.rate_limit_headers == RateLimitHeaders::Send).then(|| Quota::new(policy, count));
+                Ok(quota)
             }
             HitDecision::Blocked { retry_after } => {
                 self.blocked.insert(identifier, retry_after);
-                self.reject_blocked(identifier, retry_after)
+                self.reject_blocked(identifier, retry_after).map_or(Ok(None), Err)
             }
         }
     }

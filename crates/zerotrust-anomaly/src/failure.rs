@@ -32,3 +32,21 @@ pub enum Enforcement {
     /// `zerotrust::anomaly` target.
     Shadow,
 }
+
+/// Whether allowed responses carry the IETF `RateLimit-Policy` and `RateLimit`
+/// headers (draft-ietf-httpapi-ratelimit-headers).
+///
+/// The quota is the block threshold per window. `r` is how many requests are
+/// left before a block, and `t` the seconds until the window ends by this
+/// replica's clock. With the Redis store the window follows the Redis server's
+/// clock, so `t` may be off by the skew between the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RateLimitHeaders {
+    /// Send no rate-limit headers. This is the default, because the headers
+    /// tell a caller exactly how much headroom it has.
+    #[default]
+    Omit,
+    /// Send both headers on responses to counted requests.
+    Send,
+}

@@ -11,7 +11,7 @@ use crate::blocked_cache::{BlockedCache, DEFAULT_BLOCKED_CACHE_CAPACITY};
 use crate::client_address::ClientAddressResolver;
 use crate::decision::Shared;
 use crate::error::AnomalyConfigError;
-use crate::failure::{Enforcement, OnStoreError};
+use crate::failure::{Enforcement, OnStoreError, RateLimitHeaders};
 use crate::health::StoreHealth;
 use crate::identifier::IdentifierKind;
 use crate::memory::MemoryCounterStore;
@@ -65,6 +65,7 @@ impl AnomalyLayer {
             store_retry_interval: DEFAULT_STORE_RETRY_INTERVAL,
             on_store_error: OnStoreError::default(),
             enforcement: Enforcement::default(),
+            rate_limit_headers: RateLimitHeaders::default(),
             source: IdentifierSource::default(),
             addresses: ClientAddressResolver::new(),
             count_authentication_failures: false,
@@ -94,6 +95,7 @@ pub struct AnomalyLayerBuilder {
     store_retry_interval: Duration,
     on_store_error: OnStoreError,
     enforcement: Enforcement,
+    rate_limit_headers: RateLimitHeaders,
     source: IdentifierSource,
     addresses: ClientAddressResolver,
     count_authentication_failures: bool,
@@ -155,6 +157,13 @@ impl AnomalyLayerBuilder {
     /// By default [`DEFAULT_FALLBACK_MAX_IDENTIFIERS`].
     pub fn fallback_max_identifiers(mut self, max_identifiers: usize) -> Self {
         self.fallback_max_identifiers = max_identifiers;
+        self
+    }
+
+    /// Sets whether allowed responses carry `RateLimit-Policy` and `RateLimit`
+    /// headers. By default [`RateLimitHeaders::Omit`].
+    pub fn rate_limit_headers(mut self, headers: RateLimitHeaders) -> Self {
+        self.rate_limit_headers = headers;
         self
     }
 
@@ -249,6 +258,7 @@ impl AnomalyLayerBuilder {
                 addresses: self.addresses,
                 count_authentication_failures: self.count_authentication_failures,
                 metrics,
+                rate_limit_headers: self.rate_limit_headers,
             }),
         })
     }

@@ -105,8 +105,7 @@
 //! - With the memory store each replica counts on its own.
 //! - NOTE: counting uses fixed windows only, so a caller can send up to twice
 //!   `alert_at` requests across a window boundary before an alert. A sliding
-//!   (two-window) mode and the IETF `RateLimit` response headers are not
-//!   implemented yet.
+//!   (two-window) mode is not implemented yet.
 
 mod blocked_cache;
 mod client_address;
@@ -132,7 +131,7 @@ pub use client_address::{
     ClientAddressResolver, DEFAULT_IPV6_PREFIX_LEN, MAX_FORWARDED_HOPS, ProxyHeader,
 };
 pub use error::{AnomalyConfigError, StoreError};
-pub use failure::{Enforcement, OnStoreError};
+pub use failure::{Enforcement, OnStoreError, RateLimitHeaders};
 pub use identifier::{Identifier, IdentifierKind, MAX_VALUE_LEN};
 pub use layer::{
     AnomalyLayer, AnomalyLayerBuilder, DEFAULT_DEGRADED_EVENT_INTERVAL,

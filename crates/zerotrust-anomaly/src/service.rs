@@ -76,11 +76,15 @@ where
                     request_id.as_deref(),
                 )
                 .await;
-            if let Some(denied) = denied {
-                return Ok(denied);
-            }
+            let quota = match denied {
+                Err(denied) => return Ok(denied),
+                Ok(quota) => quota,
+            };
 
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
+            if let Some(quota) = quota {
+                quota.add_headers(response.headers_mut());
+            }
             if let Some(address) = &authentication_failure
                 && response.status() == StatusCode::UNAUTHORIZED
             {

@@ -15,7 +15,7 @@ use http::{HeaderMap, Request, StatusCode};
 use tower::ServiceExt as _;
 use zerotrust_anomaly::{
     AnomalyLayer, ClientAddressResolver, Enforcement, IdentifierKind, IdentifierSource,
-    MemoryCounterStore, ProxyHeader,
+    MemoryCounterStore, ProxyHeader, RateLimitHeaders,
 };
 use zerotrust_core::{EventKind, MemorySink};
 
@@ -253,4 +253,38 @@ fn zero_retry_interval_and_fallback_size_are_rejected() {
             field: "fallback_max_identifiers"
         })
     ));
+}
+
+#[tokio::test]
+async fn rate_limit_headers_report_the_quota() {
+    let sink = Arc::new(MemorySink::default());
+    let layer = layer_builder(&sink)
+        .policy(IdentifierKind::ApiKey, small_policy())
+        .rate_limit_headers(RateLimitHeaders::Send)
+        .build()
+        .unwrap();
+    let app = TestApp::with_layer(layer, sink);
+
+    let first = app.send_as_key("key_quota").await;
+    let second = app.send_as_key("key_quota").await;
+
+    assert_eq!(first.headers()["ratelimit-policy"], "\"default\";q=5;w=86400");
+    let current = first.headers()["ratelimit"].to_str().unwrap().to_owned();
+    assert!(current.starts_with("\"default\";r=4;t="), "{current}");
+    let reset: u64 = current.rsplit("t=").next().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&reset), "t={reset}");
+    assert!(second.headers()["ratelimit"].to_str().unwrap().starts_with("\"default\";r=3;"));
+}
+
+#[tokio::test]
+async fn rate_limit_headers_are_omitted_by_default() {
+    let sink = Arc::new(MemorySink::default());
+    let layer = layer_builder(&sink).policy(IdentifierKind::ApiKey, small_policy()).build().unwrap();
+    let app = TestApp::with_layer(layer, sink);
+
+    let response = app.send_as_key("key_quota").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("ratelimit").is_none());
+    assert!(response.headers().get("ratelimit-policy").is_none());
 }

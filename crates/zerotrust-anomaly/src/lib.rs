@@ -103,9 +103,10 @@
 //! - Authentication-failure blocks are checked in the local cache only, so
 //!   another replica rejects the address from its next 401 there.
 //! - With the memory store each replica counts on its own.
-//! - NOTE: counting uses fixed windows only, so a caller can send up to twice
-//!   `alert_at` requests across a window boundary before an alert. A sliding
-//!   (two-window) mode is not implemented yet.
+//! - Fixed windows, the default, let a caller send up to twice `alert_at`
+//!   requests across a window boundary before an alert.
+//!   [`WindowMode::Sliding`] closes that gap with a two-window estimate; see
+//!   its docs for the difference.
 
 mod blocked_cache;
 mod client_address;
@@ -139,7 +140,7 @@ pub use layer::{
 };
 pub use network::IpNetwork;
 pub use memory::{DEFAULT_MAX_IDENTIFIERS, MemoryCounterStore};
-pub use policy::{AnomalyPolicy, MAX_DURATION, MAX_THRESHOLD};
+pub use policy::{AnomalyPolicy, MAX_DURATION, MAX_THRESHOLD, WindowMode};
 #[cfg(feature = "redis")]
 pub use redis::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, RedisCounterStore,

@@ -8,7 +8,7 @@ use zerotrust_core::{Clock, SystemClock};
 
 use crate::error::{AnomalyConfigError, StoreError};
 use crate::identifier::Identifier;
-use crate::policy::AnomalyPolicy;
+use crate::policy::{AnomalyPolicy, WindowMode};
 use crate::store::{BoxFuture, CounterStore, HitOutcome};
 
 /// The default maximum of tracked identifiers. An entry takes roughly 100 bytes
@@ -52,6 +52,10 @@ struct State {
 struct Entry {
     window_index: u64,
     count: u64,
+    /// The count of the window before `window_index`, for sliding windows.
+    previous: u64,
+    /// Whether this window already raised its alert, for sliding windows.
+    alerted: bool,
     blocked_until_ms: u64,
     /// When both the window and the block have ended and the entry can go.
     expires_at_ms: u64,
@@ -137,6 +141,8 @@ impl MemoryCounterStore {
         let entry = state.entries.entry(identifier.clone()).or_insert(Entry {
             window_index,
             count: 0,
+            previous: 0,
+            alerted: false,
             blocked_until_ms: 0,
             expires_at_ms: window_end_ms,
         });
@@ -147,20 +153,47 @@ impl MemoryCounterStore {
         }
 
         if entry.window_index != window_index {
+            entry.previous = if entry.window_index.saturating_add(1) == window_index {
+                entry.count
+            } else {
+                0
+            };
             entry.window_index = window_index;
             entry.count = 0;
+            entry.alerted = false;
         }
         entry.count += 1;
 
-        if entry.count >= policy.block_at() {
+        let (count, alert_crossed) = match policy.window_mode() {
+            WindowMode::Fixed => (entry.count, entry.count == policy.alert_at()),
+            _ => {
+                let elapsed_ms = now_ms - window_index * window_ms;
+                let carried = entry.previous.saturating_mul(window_ms - elapsed_ms) / window_ms;
+                let count = carried.saturating_add(entry.count);
+                let crossed = !entry.alerted && count >= policy.alert_at();
+                entry.alerted |= crossed;
+                (count, crossed)
+            }
+        };
+
+        if count >= policy.block_at() {
             entry.blocked_until_ms = now_ms.saturating_add(duration_ms(policy.block_for()));
             entry.count = 0;
+            entry.previous = 0;
             entry.expires_at_ms = entry.blocked_until_ms.max(window_end_ms);
-            return Ok(HitOutcome::block_started(policy));
+            let mut outcome = HitOutcome::block_started(policy);
+            outcome.alert_crossed = alert_crossed;
+            return Ok(outcome);
         }
 
-        entry.expires_at_ms = window_end_ms;
-        Ok(HitOutcome::counted(entry.count, policy))
+        // A sliding count still needs this window's count during the next one.
+        entry.expires_at_ms = match policy.window_mode() {
+            WindowMode::Fixed => window_end_ms,
+            _ => window_end_ms.saturating_add(window_ms),
+        };
+        let mut outcome = HitOutcome::counted(count, policy);
+        outcome.alert_crossed = alert_crossed;
+        Ok(outcome)
     }
 
     /// Makes room for one new identifier, or fails if the store is full.
@@ -332,6 +365,65 @@ mod tests {
         let next = hits(&store, &identifier, 1).await;
 
         assert_eq!(next[0].decision, HitDecision::Counted { count: 1 });
+    }
+
+    #[tokio::test]
+    async fn sliding_window_carries_previous_count() {
+        let clock = ManualClock::new();
+        let store = MemoryCounterStore::new().with_clock(clock.clone());
+        let fixed = AnomalyPolicy::new(Duration::from_secs(100), 10, 20, Duration::from_secs(600)).unwrap();
+        let sliding = fixed.with_window_mode(WindowMode::Sliding);
+        let (a, b) = (key("sliding"), key("fixed"));
+        clock.advance(Duration::from_secs(90));
+        for _ in 0..8 {
+            store.hit(&a, &sliding).await.unwrap();
+            store.hit(&b, &fixed).await.unwrap();
+        }
+
+        // 10 seconds into the next window, 90% of the previous 8 still count.
+        clock.advance(Duration::from_secs(20));
+        let mut sliding_outcomes = Vec::new();
+        let mut fixed_outcomes = Vec::new();
+        for _ in 0..3 {
+            sliding_outcomes.push(store.hit(&a, &sliding).await.unwrap());
+            fixed_outcomes.push(store.hit(&b, &fixed).await.unwrap());
+        }
+
+        assert_eq!(sliding_outcomes[2].decision, HitDecision::Counted { count: 10 });
+        assert_eq!(sliding_outcomes.iter().filter(|o| o.alert_crossed).count(), 1);
+        assert!(sliding_outcomes[2].alert_crossed);
+        assert_eq!(fixed_outcomes[2].decision, HitDecision::Counted { count: 3 });
+        assert!(fixed_outcomes.iter().all(|o| !o.alert_crossed));
+    }
+
+    #[tokio::test]
+    async fn sliding_window_alerts_once_then_blocks() {
+        let clock = ManualClock::new();
+        let store = MemoryCounterStore::new().with_clock(clock.clone());
+        let policy = AnomalyPolicy::new(Duration::from_secs(100), 3, 5, Duration::from_secs(600))
+            .unwrap()
+            .with_window_mode(WindowMode::Sliding);
+        let identifier = key("k");
+
+        let outcomes = hits_with(&store, &identifier, &policy, 6).await;
+
+        assert_eq!(outcomes.iter().filter(|o| o.alert_crossed).count(), 1);
+        assert!(outcomes[2].alert_crossed);
+        assert!(outcomes[4].block_started);
+        assert!(matches!(outcomes[5].decision, HitDecision::Blocked { .. }));
+    }
+
+    async fn hits_with(
+        store: &MemoryCounterStore,
+        identifier: &Identifier,
+        policy: &AnomalyPolicy,
+        n: usize,
+    ) -> Vec<HitOutcome> {
+        let mut outcomes = Vec::new();
+        for _ in 0..n {
+            outcomes.push(store.hit(identifier, policy).await.unwrap());
+        }
+        outcomes
     }
 
     #[tokio::test]

@@ -34,6 +34,37 @@ pub struct AnomalyPolicy {
     alert_at: u64,
     block_at: u64,
     block_for: Duration,
+    window_mode: WindowMode,
+}
+
+/// How requests are counted over time.
+///
+/// With fixed windows a caller can send up to `alert_at - 1` requests at the
+/// end of one window and as many again at the start of the next without an
+/// alert: twice the threshold within a few seconds. The sliding mode closes
+/// that gap by weighting the previous window's count by the part of it still
+/// inside a window-long span ending now:
+///
+/// ```text
+/// count = previous × (1 − elapsed / window) + current
+/// ```
+///
+/// For example, with a 300-second window, 90 requests in the previous window
+/// and 30 so far, 60 seconds into the current one, the count is
+/// 90 × 0.8 + 30 = 102, so a threshold of 100 has been crossed where fixed
+/// windows would count 30. This two-window estimate assumes the previous
+/// window's requests were spread evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum WindowMode {
+    /// Count each window from zero. This is the default: one counter per
+    /// identifier, and the exact "request 100 alerts" semantics.
+    #[default]
+    Fixed,
+    /// Estimate a sliding window from the previous and the current window. In
+    /// this mode an alert is sent at most once per window, on the first request
+    /// whose estimated count reaches `alert_at`.
+    Sliding,
 }
 
 impl AnomalyPolicy {
@@ -70,6 +101,7 @@ impl AnomalyPolicy {
             alert_at,
             block_at,
             block_for,
+            window_mode: WindowMode::Fixed,
         })
     }
 
@@ -84,6 +116,7 @@ impl AnomalyPolicy {
             alert_at: 10_000,
             block_at: 50_000,
             block_for: Duration::from_secs(3600),
+            window_mode: WindowMode::Fixed,
         }
     }
 
@@ -100,6 +133,7 @@ impl AnomalyPolicy {
             alert_at: 20,
             block_at: 50,
             block_for: Duration::from_secs(900),
+            window_mode: WindowMode::Fixed,
         }
     }
 
@@ -122,6 +156,19 @@ impl AnomalyPolicy {
     pub const fn block_for(&self) -> Duration {
         self.block_for
     }
+
+    /// Returns how requests are counted over time.
+    pub const fn window_mode(&self) -> WindowMode {
+        self.window_mode
+    }
+
+    /// Returns this policy with another window mode. By default
+    /// [`WindowMode::Fixed`].
+    #[must_use]
+    pub const fn with_window_mode(mut self, mode: WindowMode) -> Self {
+        self.window_mode = mode;
+        self
+    }
 }
 
 impl Default for AnomalyPolicy {
@@ -132,6 +179,7 @@ impl Default for AnomalyPolicy {
             alert_at: 100,
             block_at: 500,
             block_for: Duration::from_secs(3600),
+            window_mode: WindowMode::Fixed,
         }
     }
 }

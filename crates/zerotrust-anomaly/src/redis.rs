@@ -10,7 +10,7 @@ use fred::types::scripts::Script;
 
 use crate::error::{AnomalyConfigError, StoreError};
 use crate::identifier::Identifier;
-use crate::policy::AnomalyPolicy;
+use crate::policy::{AnomalyPolicy, WindowMode};
 use crate::store::{BoxFuture, CounterStore, HitOutcome};
 
 /// The key prefix used unless [`RedisCounterStore::with_key_prefix`] sets another.
@@ -65,6 +65,60 @@ end
 return {1, count}
 ";
 
+/// The sliding-window script. KEYS[1] is a hash with the current window number
+/// `w`, its count `c`, the previous window's count `p` and whether this window
+/// has alerted `a`; KEYS[2] the block marker. It returns `{0, ms left}` when
+/// blocked, `{1, count, alerted}` when counted and `{2, count, alerted}` when a
+/// block starts, where `count` is the two-window estimate.
+const SLIDING_SCRIPT: &str = r"
+local window = tonumber(ARGV[1])
+local alert_at = tonumber(ARGV[2])
+local block_at = tonumber(ARGV[3])
+local block_for = tonumber(ARGV[4])
+
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then
+  return {0, left}
+end
+if left == -1 then
+  redis.call('EXPIRE', KEYS[2], block_for)
+  return {0, block_for * 1000}
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+local current = math.floor(now / window)
+local state = redis.call('HMGET', KEYS[1], 'w', 'c', 'p', 'a')
+local w = tonumber(state[1])
+local c = tonumber(state[2]) or 0
+local p = tonumber(state[3]) or 0
+local a = tonumber(state[4]) or 0
+if w ~= current then
+  if w == current - 1 then p = c else p = 0 end
+  c = 0
+  a = 0
+end
+c = c + 1
+
+local elapsed = (now - current * window) / window
+local count = math.floor(p * (1 - elapsed)) + c
+local crossed = 0
+if a == 0 and count >= alert_at then
+  a = 1
+  crossed = 1
+end
+
+if count >= block_at then
+  redis.call('SET', KEYS[2], '1', 'EX', block_for)
+  redis.call('DEL', KEYS[1])
+  return {2, count, crossed}
+end
+redis.call('HSET', KEYS[1], 'w', current, 'c', c, 'p', p, 'a', a)
+-- The state must outlive the next window, whose estimate still reads it.
+redis.call('EXPIREAT', KEYS[1], (current + 2) * window)
+return {1, count, crossed}
+";
+
 /// Counters and blocks in Redis, one script call per request.
 ///
 /// Keys are `<prefix>{<kind>:<value>}:count` and `<prefix>{<kind>:<value>}:block`.
@@ -74,11 +128,14 @@ return {1, count}
 /// [`Identifier`] already replaces values over 256 bytes by their digest.
 ///
 /// The counter expires at the end of its window and the block marker when the
-/// block ends, so no key lives longer than `max(window, block_for)`.
+/// block ends, so no key lives longer than `max(window, block_for)`. With
+/// [`WindowMode::Sliding`] the state is a hash at `…:count:sliding` that lives
+/// to the end of the next window, because that window's estimate reads it.
 #[derive(Debug, Clone)]
 pub struct RedisCounterStore {
     client: Client,
     script: Script,
+    sliding_script: Script,
     key_prefix: String,
 }
 
@@ -92,6 +149,7 @@ impl RedisCounterStore {
         Self {
             client,
             script: Script::from_lua(HIT_SCRIPT),
+            sliding_script: Script::from_lua(SLIDING_SCRIPT),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
         }
     }
@@ -180,7 +238,13 @@ impl RedisCounterStore {
         identifier: &Identifier,
         policy: &AnomalyPolicy,
     ) -> Result<HitOutcome, StoreError> {
-        let keys = self.keys(identifier).to_vec();
+        let mut keys = self.keys(identifier).to_vec();
+        let sliding = policy.window_mode() == WindowMode::Sliding;
+        if sliding {
+            // A separate key, because the sliding state is a hash and a
+            // policy may switch modes while old counters still live.
+            keys[0].push_str(":sliding");
+        }
         // Policies are validated: durations fit in a year of seconds and
         // thresholds in 2^53, so these conversions never fail.
         let args: Vec<i64> = [
@@ -193,8 +257,8 @@ impl RedisCounterStore {
         .map(|&value| i64::try_from(value).unwrap_or(i64::MAX))
         .collect();
 
-        let reply: Vec<i64> = self
-            .script
+        let script = if sliding { &self.sliding_script } else { &self.script };
+        let reply: Vec<i64> = script
             .evalsha_with_reload(&self.client, keys, args)
             .await
             .map_err(|error| StoreError::Backend(Box::new(error)))?;
@@ -209,6 +273,16 @@ impl RedisCounterStore {
                 Ok(HitOutcome::counted(count, policy))
             }
             [2, _] => Ok(HitOutcome::block_started(policy)),
+            [1, count, crossed] => {
+                let mut outcome = HitOutcome::counted(u64::try_from(*count).unwrap_or(0), policy);
+                outcome.alert_crossed = *crossed == 1;
+                Ok(outcome)
+            }
+            [2, _, crossed] => {
+                let mut outcome = HitOutcome::block_started(policy);
+                outcome.alert_crossed = *crossed == 1;
+                Ok(outcome)
+            }
             other => Err(StoreError::UnexpectedReply(format!("{other:?}"))),
         }
     }

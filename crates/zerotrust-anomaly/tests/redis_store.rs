@@ -254,3 +254,50 @@ fn invalid_key_prefixes_are_rejected() {
     }
     assert!(store.with_key_prefix("app:anomaly:").is_ok());
 }
+
+/// Sleeps until `offset` after the next boundary of `window`-second windows,
+/// by this machine's clock, which the loopback Redis server shares.
+async fn sleep_until_window_offset(window: u64, offset: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let next = Duration::from_secs((now.as_secs() / window + 1) * window);
+    tokio::time::sleep(next - now + offset).await;
+}
+
+#[tokio::test]
+async fn redis_sliding_window_carries_previous_count() {
+    let server = RedisServer::start().await.unwrap();
+    let store = store_for(&server).await;
+    let window = 4;
+    let fixed = AnomalyPolicy::new(Duration::from_secs(window), 8, 50, Duration::from_secs(60)).unwrap();
+    let sliding = fixed.with_window_mode(zerotrust_anomaly::WindowMode::Sliding);
+    let (a, b) = (
+        Identifier::new(IdentifierKind::ApiKey, "sliding"),
+        Identifier::new(IdentifierKind::ApiKey, "fixed"),
+    );
+
+    sleep_until_window_offset(window, Duration::from_millis(100)).await;
+    for _ in 0..6 {
+        store.hit(&a, &sliding).await.unwrap();
+        store.hit(&b, &fixed).await.unwrap();
+    }
+    // Early in the next window floor(6 × (1 − elapsed)) is 5 while less than a
+    // sixth of the window (0.66 s) has passed.
+    sleep_until_window_offset(window, Duration::from_millis(100)).await;
+    let mut sliding_outcomes = Vec::new();
+    let mut fixed_outcomes = Vec::new();
+    for _ in 0..3 {
+        sliding_outcomes.push(store.hit(&a, &sliding).await.unwrap());
+        fixed_outcomes.push(store.hit(&b, &fixed).await.unwrap());
+    }
+
+    assert_eq!(sliding_outcomes[2].decision, HitDecision::Counted { count: 8 });
+    assert!(sliding_outcomes[2].alert_crossed);
+    assert_eq!(sliding_outcomes.iter().filter(|o| o.alert_crossed).count(), 1);
+    assert_eq!(fixed_outcomes[2].decision, HitDecision::Counted { count: 3 });
+    assert!(fixed_outcomes.iter().all(|o| !o.alert_crossed));
+    let sliding_key = format!("{}:sliding", store.keys(&a)[0]);
+    let ttl: i64 = store.client().ttl(&sliding_key).await.unwrap();
+    assert!(ttl > 0 && ttl <= 2 * window as i64, "ttl {ttl}");
+}

@@ -437,7 +437,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn cap_holds_under_identifier_spray() {
+    async fn cap_holds_under_million_identifier_spray() {
         let clock = ManualClock::new();
         let store = MemoryCounterStore::with_max_identifiers(1_000)
             .unwrap()
@@ -447,7 +447,7 @@ mod tests {
         hits(&store, &blocked, 5).await;
 
         let mut rejected = 0;
-        for i in 0..100_000 {
+        for i in 0..1_000_000 {
             match store.hit(&key(&format!("spray-{i}")), &policy).await {
                 Ok(_) => {}
                 Err(StoreError::CapacityExceeded { max_identifiers }) => {
@@ -459,7 +459,7 @@ mod tests {
         }
 
         assert_eq!(store.tracked_identifiers(), 1_000);
-        assert_eq!(rejected, 100_000 - 999);
+        assert_eq!(rejected, 1_000_000 - 999);
         let still_blocked = hits(&store, &blocked, 1).await;
         assert!(matches!(
             still_blocked[0].decision,

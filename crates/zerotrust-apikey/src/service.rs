@@ -3,9 +3,10 @@
 use std::future::{Future, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use axum::response::Response;
-use http::{HeaderMap, Request};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use tower::Service;
 use zerotrust_core::{
     EventKind, Principal, Rejection, SecurityEvent, problem_response, request_id,
@@ -72,7 +73,7 @@ where
 
         // Everything that needs no I/O happens here, so malformed keys never
         // reach the store and the plaintext is dropped before the first await.
-        let digest = match digest_of_credential(&config, request.headers()) {
+        let digest = match digest_of_credential(&config, request.headers(), request.uri()) {
             Ok(digest) => digest,
             Err(denial) => {
                 let response = deny(&config, denial, request_id, request.uri().path());
@@ -86,12 +87,16 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
         Box::pin(async move {
-            let record = match find_active_record(&config, &digest).await {
-                Ok(record) => record,
+            let (record, now) = match find_active_record(&config, &digest).await {
+                Ok(found) => found,
                 Err(denial) => {
                     return Ok(deny(&config, denial, request_id, request.uri().path()));
                 }
             };
+            if let Some(usage) = &config.usage {
+                usage.record(&record.id, now);
+            }
+            let sunset = sunset_of(&config, &record, now);
 
             tracing::trace!(
                 target: "zerotrust::apikey",
@@ -102,20 +107,77 @@ where
             );
             let principal = Principal::api_key(record.id, record.owner, record.scopes);
             request.extensions_mut().insert(principal);
-            inner.call(request).await
+            let mut response = inner.call(request).await?;
+
+            if let Some(sunset) = sunset {
+                response.headers_mut().insert(SUNSET.clone(), sunset);
+            }
+            Ok(response)
         })
     }
 }
 
+/// The `Sunset` response header of RFC 8594.
+static SUNSET: HeaderName = HeaderName::from_static("sunset");
+
+/// Returns the `Sunset` header value if `record` ends within the warning
+/// period, and logs the key's id once per report interval.
+///
+/// The end is the earlier of the expiry and a scheduled revocation, so a key
+/// in its rotation grace period announces its deadline.
+fn sunset_of(config: &Config, record: &KeyRecord, now: SystemTime) -> Option<HeaderValue> {
+    if config.sunset_warning.is_zero() {
+        return None;
+    }
+    let ends_at = match record.revoked_at {
+        Some(revoked_at) => revoked_at.min(record.expires_at),
+        None => record.expires_at,
+    };
+    let remaining = ends_at.duration_since(now).ok()?;
+    if remaining > config.sunset_warning {
+        return None;
+    }
+
+    // Reported once per key per hour, as a log line and a security event, so
+    // a busy key near its end cannot flood either.
+    if !config.sunset_reported.contains_key(&record.id) {
+        config.sunset_reported.insert(record.id.clone(), ());
+        config.events.send(
+            SecurityEvent::new(EventKind::CredentialExpiring)
+                .identifier(record.id.clone())
+                .reason("key_near_end"),
+        );
+        tracing::info!(
+            target: "zerotrust::apikey",
+            service = config.events.service(),
+            key_id = %record.id,
+            owner = %record.owner,
+            remaining_secs = remaining.as_secs(),
+            "API key used close to its end; rotate it"
+        );
+    }
+    HeaderValue::from_str(&httpdate::fmt_http_date(ends_at)).ok()
+}
+
 /// Finds the credential, parses it and returns its digest.
-fn digest_of_credential(config: &Config, headers: &HeaderMap) -> Result<KeyDigest, Denial> {
-    let key = match extract_credential(headers) {
+fn digest_of_credential(
+    config: &Config,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<KeyDigest, Denial> {
+    let credential = extract_credential(headers, uri.query(), config.query_parameter.as_deref());
+    let key = match credential {
         Credential::Present(key) => key,
         Credential::Missing => return Err(Denial::new(ApiKeyRejection::Missing)),
         Credential::Ambiguous => return Err(Denial::new(ApiKeyRejection::Ambiguous)),
         Credential::Unreadable => {
             let mut denial = Denial::new(ApiKeyRejection::Malformed);
             denial.detail = Some("unreadable_header");
+            return Err(denial);
+        }
+        Credential::Oversized => {
+            let mut denial = Denial::new(ApiKeyRejection::Malformed);
+            denial.detail = Some("oversized_credential");
             return Err(denial);
         }
     };
@@ -130,12 +192,16 @@ fn digest_of_credential(config: &Config, headers: &HeaderMap) -> Result<KeyDiges
     }
 }
 
-/// Looks the digest up and checks that the record is active now.
+/// Looks the digest up and checks that the record is active at the time the
+/// lookup finished, which it returns with the record.
 ///
 /// Any store failure, a timeout included, rejects the request with 503: the
 /// layer fails closed, because accepting a key it could not check would let a
 /// revoked or unknown key through during an outage.
-async fn find_active_record(config: &Config, digest: &KeyDigest) -> Result<KeyRecord, Denial> {
+async fn find_active_record(
+    config: &Config,
+    digest: &KeyDigest,
+) -> Result<(KeyRecord, SystemTime), Denial> {
     let lookup = config.store.find_by_digest(digest);
     let found = match tokio::time::timeout(config.lookup_timeout, lookup).await {
         Ok(Ok(found)) => found,
@@ -165,8 +231,9 @@ async fn find_active_record(config: &Config, digest: &KeyDigest) -> Result<KeyRe
         return Err(denial);
     }
 
-    let rejection = match record.status_at(config.clock.now()) {
-        KeyStatus::Active => return Ok(record),
+    let now = config.clock.now();
+    let rejection = match record.status_at(now) {
+        KeyStatus::Active => return Ok((record, now)),
         KeyStatus::Expired => ApiKeyRejection::Expired,
         KeyStatus::Revoked => ApiKeyRejection::Revoked,
     };

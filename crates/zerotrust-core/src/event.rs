@@ -19,6 +19,8 @@ pub enum EventKind {
     StoreDegraded,
     /// Reloading TLS material failed; the previous configuration stays in use.
     TlsReloadFailed,
+    /// A credential was used close to its expiry or revocation deadline.
+    CredentialExpiring,
 }
 
 impl EventKind {
@@ -31,6 +33,7 @@ impl EventKind {
             EventKind::Blocked => "BLOCKED",
             EventKind::StoreDegraded => "STORE_DEGRADED",
             EventKind::TlsReloadFailed => "TLS_RELOAD_FAILED",
+            EventKind::CredentialExpiring => "CREDENTIAL_EXPIRING",
         }
     }
 }

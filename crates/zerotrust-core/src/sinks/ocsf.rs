@@ -76,6 +76,8 @@ pub fn ocsf_json(event: &SecurityEvent) -> Value {
         EventKind::RateAnomaly => (3, "request rate anomaly"),
         EventKind::AuthorizationDenied => (3, "authorization denied"),
         EventKind::StoreDegraded => (2, "security store degraded"),
+        EventKind::TlsReloadFailed => (3, "TLS reload failed"),
+        EventKind::CredentialExpiring => (2, "credential near expiry"),
         _ => (1, "security event"),
     };
     json!({
@@ -249,6 +251,8 @@ mod tests {
             EventKind::RateAnomaly,
             EventKind::Blocked,
             EventKind::StoreDegraded,
+            EventKind::TlsReloadFailed,
+            EventKind::CredentialExpiring,
         ];
 
         for kind in kinds {

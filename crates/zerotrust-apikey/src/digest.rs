@@ -45,6 +45,25 @@ impl KeyDigest {
     }
 }
 
+impl KeyDigest {
+    /// Parses 64 hex characters, as [`to_hex`](Self::to_hex) writes them.
+    /// Returns `None` for any other input.
+    #[cfg_attr(not(any(feature = "postgres", feature = "redis")), allow(dead_code))]
+    pub(crate) fn from_hex(hex: &str) -> Option<Self> {
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            let high = char::from(pair[0]).to_digit(16)?;
+            let low = char::from(pair[1]).to_digit(16)?;
+            *byte = u8::try_from(high * 16 + low).ok()?;
+        }
+        Some(Self(bytes))
+    }
+}
+
 fn push_hex(out: &mut String, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(char::from(HEX[usize::from(byte >> 4)]));
@@ -80,6 +99,16 @@ impl fmt::Debug for KeyDigest {
 mod tests {
     use super::*;
     use crate::key::KeyFormat;
+
+    #[test]
+    fn digest_hex_round_trips() {
+        let digest = KeyDigest::from_bytes([0xab; 32]);
+
+        assert_eq!(KeyDigest::from_hex(&digest.to_hex()), Some(digest));
+        assert_eq!(KeyDigest::from_hex("ab"), None);
+        assert_eq!(KeyDigest::from_hex(&"zz".repeat(32)), None);
+        assert_eq!(KeyDigest::from_hex(&"\u{e9}".repeat(32)), None);
+    }
 
     #[test]
     fn digest_is_sha256_of_full_key() {

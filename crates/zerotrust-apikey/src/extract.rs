@@ -6,6 +6,13 @@ use http::{HeaderMap, HeaderValue};
 /// The header that carries an API key on its own.
 pub(crate) static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
+/// The maximum length of a credential header value, in bytes.
+///
+/// A key is at most 16 + 43 + 6 characters and `Bearer ` adds 7, so 256 bytes
+/// leaves room for any valid credential. Longer values are rejected before any
+/// parsing, so a huge header costs one length check.
+pub(crate) const MAX_CREDENTIAL_LEN: usize = 256;
+
 /// The credential a request carries, before it is parsed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Credential<'a> {
@@ -15,22 +22,76 @@ pub(crate) enum Credential<'a> {
     Present(&'a str),
     /// A header is present but its value is not a readable bearer credential.
     Unreadable,
+    /// A header value is longer than [`MAX_CREDENTIAL_LEN`].
+    Oversized,
     /// A header is repeated, or the two headers carry different values.
     Ambiguous,
 }
 
-/// Reads the credential from `X-API-Key` or `Authorization: Bearer`.
+/// Reads the credential from `X-API-Key` or `Authorization: Bearer`, and from
+/// the query parameter `query_parameter` if one is named.
 ///
-/// The query string is never read: URLs end up in access logs, browser history
-/// and `Referer` headers. An `Authorization` header with another scheme, such
-/// as `Basic`, is not an API key and is ignored.
-pub(crate) fn extract_credential(headers: &HeaderMap) -> Credential<'_> {
+/// By default the query string is not read: URLs end up in access logs,
+/// browser history and `Referer` headers. An `Authorization` header with
+/// another scheme, such as `Basic`, is not an API key and is ignored.
+pub(crate) fn extract_credential<'a>(
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    query_parameter: Option<&str>,
+) -> Credential<'a> {
+    let from_headers = extract_from_headers(headers);
+    let Some(name) = query_parameter else {
+        return from_headers;
+    };
+    match (from_headers, query_value(query.unwrap_or(""), name)) {
+        (credential, QueryValue::Absent) => credential,
+        (_, QueryValue::Repeated) => Credential::Ambiguous,
+        (Credential::Missing, QueryValue::Present(value)) if value.len() > MAX_CREDENTIAL_LEN => {
+            Credential::Oversized
+        }
+        (Credential::Missing, QueryValue::Present(value)) => Credential::Present(value),
+        // A key in the query and another credential in a header: the same
+        // rule as for two headers, so equal values count as one credential.
+        (Credential::Present(key), QueryValue::Present(value)) if key == value => {
+            Credential::Present(key)
+        }
+        (_, QueryValue::Present(_)) => Credential::Ambiguous,
+    }
+}
+
+/// A query parameter's raw value, not percent-decoded: a well-formed key
+/// contains only `A-Z`, `a-z`, `0-9` and `_`, which never need encoding.
+enum QueryValue<'a> {
+    Absent,
+    Present(&'a str),
+    Repeated,
+}
+
+fn query_value<'a>(query: &'a str, name: &str) -> QueryValue<'a> {
+    let mut values = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value);
+    match (values.next(), values.next()) {
+        (None, _) => QueryValue::Absent,
+        (Some(value), None) => QueryValue::Present(value),
+        (Some(_), Some(_)) => QueryValue::Repeated,
+    }
+}
+
+fn extract_from_headers(headers: &HeaderMap) -> Credential<'_> {
     let Ok(api_key) = single_value(headers, &X_API_KEY) else {
         return Credential::Ambiguous;
     };
     let Ok(authorization) = single_value(headers, &AUTHORIZATION) else {
         return Credential::Ambiguous;
     };
+    let oversized =
+        |value: Option<&HeaderValue>| value.is_some_and(|v| v.len() > MAX_CREDENTIAL_LEN);
+    if oversized(api_key) || oversized(authorization) {
+        return Credential::Oversized;
+    }
 
     let from_api_key = api_key.map(|value| value.to_str().ok());
     let from_bearer = authorization.and_then(bearer_token);
@@ -64,8 +125,11 @@ fn single_value<'a>(
 /// case-insensitively as RFC 9110 section 11.1 requires.
 ///
 /// Returns `None` for another scheme, `Some(None)` for a bearer credential that
-/// is empty or not visible ASCII, and `Some(Some(token))` otherwise. The token
-/// itself is case-sensitive and returned as sent.
+/// is empty, not visible ASCII, or followed by whitespace, and
+/// `Some(Some(token))` otherwise. The token itself is case-sensitive and
+/// returned as sent. The b64token grammar has no trailing whitespace, and hyper
+/// already strips it from received headers, so a value that still ends in a
+/// space or tab was built by other code and is rejected rather than trimmed.
 fn bearer_token(value: &HeaderValue) -> Option<Option<&str>> {
     let Ok(value) = value.to_str() else {
         // Not visible ASCII, so the scheme cannot be read. Treat it as a bad
@@ -77,8 +141,9 @@ fn bearer_token(value: &HeaderValue) -> Option<Option<&str>> {
         return None;
     }
 
-    let token = rest.trim_matches(' ');
-    if token.is_empty() || token.contains(' ') {
+    // RFC 6750 section 2.1 allows one or more spaces after the scheme.
+    let token = rest.trim_start_matches(' ');
+    if token.is_empty() || token.contains([' ', '\t']) {
         return Some(None);
     }
     Some(Some(token))
@@ -113,11 +178,11 @@ mod tests {
     #[test]
     fn extract_reads_either_header() {
         assert_eq!(
-            extract_credential(&headers(&[("x-api-key", "mk_a")])),
+            extract_from_headers(&headers(&[("x-api-key", "mk_a")])),
             Credential::Present("mk_a")
         );
         assert_eq!(
-            extract_credential(&headers(&[("authorization", "Bearer mk_a")])),
+            extract_from_headers(&headers(&[("authorization", "Bearer mk_a")])),
             Credential::Present("mk_a")
         );
     }
@@ -128,7 +193,7 @@ mod tests {
             let map = headers(&[("authorization", value)]);
 
             assert_eq!(
-                extract_credential(&map),
+                extract_from_headers(&map),
                 Credential::Present("mk_a"),
                 "{value}"
             );
@@ -139,7 +204,7 @@ mod tests {
     fn extract_ignores_other_schemes() {
         let map = headers(&[("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")]);
 
-        assert_eq!(extract_credential(&map), Credential::Missing);
+        assert_eq!(extract_from_headers(&map), Credential::Missing);
     }
 
     #[test]
@@ -148,7 +213,7 @@ mod tests {
             let map = headers(&[("authorization", value)]);
 
             assert_eq!(
-                extract_credential(&map),
+                extract_from_headers(&map),
                 Credential::Unreadable,
                 "{value:?}"
             );
@@ -160,7 +225,7 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("x-api-key", HeaderValue::from_bytes(b"mk_\xff").unwrap());
 
-        assert_eq!(extract_credential(&map), Credential::Unreadable);
+        assert_eq!(extract_from_headers(&map), Credential::Unreadable);
     }
 
     #[test]
@@ -171,8 +236,8 @@ mod tests {
             ("authorization", "Bearer mk_b"),
         ]);
 
-        assert_eq!(extract_credential(&keys), Credential::Ambiguous);
-        assert_eq!(extract_credential(&bearers), Credential::Ambiguous);
+        assert_eq!(extract_from_headers(&keys), Credential::Ambiguous);
+        assert_eq!(extract_from_headers(&bearers), Credential::Ambiguous);
     }
 
     #[test]
@@ -181,9 +246,71 @@ mod tests {
         let different = headers(&[("x-api-key", "mk_a"), ("authorization", "Bearer mk_b")]);
         let unreadable = headers(&[("x-api-key", "mk_a"), ("authorization", "Bearer")]);
 
-        assert_eq!(extract_credential(&same), Credential::Present("mk_a"));
-        assert_eq!(extract_credential(&different), Credential::Ambiguous);
-        assert_eq!(extract_credential(&unreadable), Credential::Ambiguous);
+        assert_eq!(extract_from_headers(&same), Credential::Present("mk_a"));
+        assert_eq!(extract_from_headers(&different), Credential::Ambiguous);
+        assert_eq!(extract_from_headers(&unreadable), Credential::Ambiguous);
+    }
+
+    #[test]
+    fn extract_trailing_whitespace_is_rejected() {
+        let bearer_space = headers(&[("authorization", "Bearer mk_a ")]);
+        let bearer_tab = headers(&[("authorization", "Bearer mk_a\t")]);
+
+        assert_eq!(extract_from_headers(&bearer_space), Credential::Unreadable);
+        assert_eq!(extract_from_headers(&bearer_tab), Credential::Unreadable);
+    }
+
+    #[test]
+    fn extract_oversized_header_is_rejected() {
+        let long = format!("Bearer {}", "a".repeat(MAX_CREDENTIAL_LEN + 1));
+        let mut map = HeaderMap::new();
+        map.insert(AUTHORIZATION, HeaderValue::from_str(&long).unwrap());
+        let mut api_key = HeaderMap::new();
+        api_key.insert(&X_API_KEY, HeaderValue::from_str(&long[7..]).unwrap());
+
+        assert_eq!(extract_from_headers(&map), Credential::Oversized);
+        assert_eq!(extract_from_headers(&api_key), Credential::Oversized);
+    }
+
+    #[test]
+    fn extract_query_ignored_unless_named() {
+        let none = HeaderMap::new();
+
+        assert_eq!(
+            extract_credential(&none, Some("api_key=mk_a"), None),
+            Credential::Missing
+        );
+        assert_eq!(
+            extract_credential(&none, Some("x=1&api_key=mk_a"), Some("api_key")),
+            Credential::Present("mk_a")
+        );
+        assert_eq!(
+            extract_credential(&none, Some("key=mk_a"), Some("api_key")),
+            Credential::Missing
+        );
+        assert_eq!(
+            extract_credential(&none, None, Some("api_key")),
+            Credential::Missing
+        );
+    }
+
+    #[test]
+    fn extract_query_and_header_must_agree() {
+        let header = headers(&[("x-api-key", "mk_a")]);
+        let none = HeaderMap::new();
+
+        assert_eq!(
+            extract_credential(&header, Some("api_key=mk_a"), Some("api_key")),
+            Credential::Present("mk_a")
+        );
+        assert_eq!(
+            extract_credential(&header, Some("api_key=mk_b"), Some("api_key")),
+            Credential::Ambiguous
+        );
+        assert_eq!(
+            extract_credential(&none, Some("api_key=mk_a&api_key=mk_a"), Some("api_key")),
+            Credential::Ambiguous
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use zerotrust_core::{Clock, Scopes, SystemClock};
 
+use crate::codec::truncate_to_micros;
 use crate::key::{ApiKeySecret, KeyFormat};
 use crate::record::{KeyRecord, KeyStatus, generate_key_id};
 use crate::store::{KeyStore, StoreError};
+use crate::summary::KeySummary;
 
 /// The lifetime of a key when [`NewKey::expires_in`] is not called: 90 days.
 pub const DEFAULT_KEY_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60);
@@ -17,6 +19,11 @@ pub const DEFAULT_KEY_LIFETIME: Duration = Duration::from_secs(90 * 24 * 60 * 60
 /// A leaked key stays useful until it expires, so keys that must live longer
 /// are rotated instead.
 pub const MAX_KEY_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// The time an old key stays valid after a rotation when the caller does not
+/// choose one: 24 hours. [`KeyManager::rotate`] takes the grace period as an
+/// argument, and the admin CLI uses this value for it by default.
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The maximum time an old key stays valid after [`KeyManager::rotate`]: 30 days.
 pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -98,7 +105,7 @@ impl KeyManager {
                 max: MAX_KEY_LIFETIME,
             });
         }
-        let created_at = self.clock.now();
+        let created_at = self.now();
         let expires_at = add_time(created_at, new_key.expires_in)?;
 
         let secret = self.format.generate()?;
@@ -109,6 +116,7 @@ impl KeyManager {
             created_at,
             expires_at,
             revoked_at: None,
+            last_used_at: None,
             digest: secret.digest(),
         };
         self.store.insert(record.clone()).await?;
@@ -122,14 +130,23 @@ impl KeyManager {
         Ok(CreatedKey { secret, record })
     }
 
+    /// Returns the clock's time, rounded down to the microsecond so that every
+    /// store keeps it exactly.
+    fn now(&self) -> SystemTime {
+        truncate_to_micros(self.clock.now())
+    }
+
     /// Revokes the key `id` at once and returns its updated record.
     ///
-    /// The revocation is visible to every layer that reads the same store on
-    /// its next lookup, because the layer does not cache records.
+    /// A layer that reads the store directly rejects the key from its next
+    /// lookup on. A layer behind a [`CachedKeyStore`](crate::CachedKeyStore)
+    /// rejects it at once if this manager uses the same cached store, and
+    /// otherwise when the store's invalidation arrives or the cache TTL ends,
+    /// whichever comes first.
     pub async fn revoke(&self, id: &str) -> Result<KeyRecord, ApiKeyError> {
         let record = self
             .store
-            .revoke(id, self.clock.now())
+            .revoke(id, self.now())
             .await
             .map_err(not_found_to_api)?;
 
@@ -154,7 +171,7 @@ impl KeyManager {
         let Some(old) = self.store.get(id).await? else {
             return Err(ApiKeyError::NotFound { id: id.to_owned() });
         };
-        let now = self.clock.now();
+        let now = self.now();
         if old.status_at(now) != KeyStatus::Active {
             return Err(ApiKeyError::NotActive { id: old.id });
         }
@@ -187,9 +204,30 @@ impl KeyManager {
         Ok(created)
     }
 
-    /// Returns every key of `owner`, oldest first.
-    pub async fn list(&self, owner: &str) -> Result<Vec<KeyRecord>, ApiKeyError> {
-        Ok(self.store.list_by_owner(owner).await?)
+    /// Returns every key of `owner`, revoked and expired ones included, oldest
+    /// first, without digests.
+    pub async fn list(&self, owner: &str) -> Result<Vec<KeySummary>, ApiKeyError> {
+        let records = self.store.list_by_owner(owner).await?;
+        Ok(records.into_iter().map(KeySummary::from).collect())
+    }
+
+    /// Returns the key `id`, without its digest.
+    pub async fn get(&self, id: &str) -> Result<KeySummary, ApiKeyError> {
+        match self.store.get(id).await? {
+            Some(record) => Ok(record.into()),
+            None => Err(ApiKeyError::NotFound { id: id.to_owned() }),
+        }
+    }
+
+    /// Deletes the key `id` and returns its last state.
+    ///
+    /// The key stops working like a revoked one, and its record is gone:
+    /// prefer [`revoke`](Self::revoke) where old keys must stay auditable.
+    pub async fn delete(&self, id: &str) -> Result<KeySummary, ApiKeyError> {
+        let record = self.store.delete(id).await.map_err(not_found_to_api)?;
+
+        tracing::debug!(target: "zerotrust::apikey", key_id = %record.id, "API key deleted");
+        Ok(record.into())
     }
 }
 
@@ -488,6 +526,37 @@ mod tests {
             .unwrap_err();
 
         assert!(matches!(error, ApiKeyError::InvalidGracePeriod { .. }));
+    }
+
+    #[tokio::test]
+    async fn get_and_delete_return_summaries() {
+        let (manager, store, _) = manager();
+        let created = manager.create(NewKey::new("acme")).await.unwrap();
+
+        let fetched = manager.get(&created.record.id).await.unwrap();
+        let deleted = manager.delete(&created.record.id).await.unwrap();
+        let fetched_again = manager.get(&created.record.id).await;
+        let deleted_again = manager.delete(&created.record.id).await;
+
+        assert_eq!(fetched, KeySummary::from(created.record.clone()));
+        assert_eq!(deleted, fetched);
+        assert!(matches!(fetched_again, Err(ApiKeyError::NotFound { .. })));
+        assert!(matches!(deleted_again, Err(ApiKeyError::NotFound { .. })));
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_stores_times_to_microsecond() {
+        let store = Arc::new(MemoryKeyStore::new());
+        let start = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let clock = Arc::new(ManualClock(Mutex::new(start)));
+        let manager = KeyManager::new(store).with_clock(clock);
+
+        let created = manager.create(NewKey::new("acme")).await.unwrap();
+
+        let micros = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_000);
+        assert_eq!(created.record.created_at, micros);
+        assert_eq!(created.record.expires_at, micros + DEFAULT_KEY_LIFETIME);
     }
 
     #[tokio::test]

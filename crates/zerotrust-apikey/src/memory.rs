@@ -5,9 +5,15 @@ use std::future::ready;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
+use tokio::sync::broadcast;
+
 use crate::digest::KeyDigest;
 use crate::record::KeyRecord;
-use crate::store::{KeyStore, StoreError, StoreFuture};
+use crate::store::{Invalidation, KeyStore, StoreError, StoreFuture};
+
+/// How many invalidations a slow subscriber may fall behind before it is told
+/// to drop everything ([`Invalidation::All`] is what a lagging cache assumes).
+const INVALIDATION_CAPACITY: usize = 256;
 
 /// Keeps key records in memory, indexed by id and by digest.
 ///
@@ -17,9 +23,19 @@ use crate::store::{KeyStore, StoreError, StoreFuture};
 ///
 /// NOTE: the store is unbounded. Only key creation adds records, so its size
 /// follows the number of keys an operator issues, not request traffic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryKeyStore {
     state: RwLock<State>,
+    invalidations: broadcast::Sender<Invalidation>,
+}
+
+impl Default for MemoryKeyStore {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            invalidations: broadcast::channel(INVALIDATION_CAPACITY).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +116,33 @@ impl MemoryKeyStore {
             _ => at,
         };
         record.revoked_at = Some(revoked_at);
-        Ok(record.clone())
+        let record = record.clone();
+        drop(state);
+
+        // Sending fails only when nobody subscribed, which is fine.
+        let _ = self.invalidations.send(Invalidation::Key(record.digest));
+        Ok(record)
+    }
+
+    fn delete_now(&self, id: &str) -> Result<KeyRecord, StoreError> {
+        let mut state = self.write();
+        let Some(record) = state.by_id.remove(id) else {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        };
+        state.id_by_digest.remove(&record.digest);
+        drop(state);
+
+        let _ = self.invalidations.send(Invalidation::Key(record.digest));
+        Ok(record)
+    }
+
+    fn record_last_used_now(&self, uses: &[(String, SystemTime)]) {
+        let mut state = self.write();
+        for (id, at) in uses {
+            if let Some(record) = state.by_id.get_mut(id) {
+                record.last_used_at = record.last_used_at.max(Some(*at));
+            }
+        }
     }
 }
 
@@ -124,6 +166,19 @@ impl KeyStore for MemoryKeyStore {
     fn revoke<'a>(&'a self, id: &'a str, at: SystemTime) -> StoreFuture<'a, KeyRecord> {
         Box::pin(ready(self.revoke_now(id, at)))
     }
+
+    fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyRecord> {
+        Box::pin(ready(self.delete_now(id)))
+    }
+
+    fn record_last_used<'a>(&'a self, uses: &'a [(String, SystemTime)]) -> StoreFuture<'a, ()> {
+        self.record_last_used_now(uses);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn subscribe_invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        Some(self.invalidations.subscribe())
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +196,7 @@ mod tests {
             created_at,
             expires_at: created_at + Duration::from_secs(3_600),
             revoked_at: None,
+            last_used_at: None,
             digest: KeyDigest::from_bytes([digest_byte; 32]),
         }
     }

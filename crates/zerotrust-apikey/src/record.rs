@@ -34,6 +34,9 @@ pub struct KeyRecord {
     /// schedules the revocation, which is how rotation keeps an old key valid for
     /// a grace period.
     pub revoked_at: Option<SystemTime>,
+    /// When a request last used the key, as far as the store knows. The layer
+    /// writes it in batches, so it may lag real use by a flush interval.
+    pub last_used_at: Option<SystemTime>,
     /// SHA-256 of the full key.
     pub digest: KeyDigest,
 }
@@ -91,6 +94,7 @@ mod tests {
             created_at,
             expires_at: created_at + lifetime,
             revoked_at: None,
+            last_used_at: None,
             digest: KeyDigest::from_bytes([1; 32]),
         }
     }

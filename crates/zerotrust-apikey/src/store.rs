@@ -6,6 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::broadcast;
+
 use crate::digest::KeyDigest;
 use crate::record::KeyRecord;
 
@@ -47,6 +49,38 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// a revocation can be brought forward but never postponed. Fails with
     /// [`StoreError::NotFound`] for an unknown id.
     fn revoke<'a>(&'a self, id: &'a str, at: SystemTime) -> StoreFuture<'a, KeyRecord>;
+
+    /// Deletes the record `id` and returns it.
+    ///
+    /// Deleting forgets the key: an audit trail that needs old keys should
+    /// revoke them instead. Fails with [`StoreError::NotFound`] for an unknown id.
+    fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyRecord>;
+
+    /// Records when keys were last used, as a batch of `(id, time)` pairs.
+    ///
+    /// A stored time is only moved forward, and unknown ids are skipped, so a
+    /// batch that arrives late or after a delete does no harm.
+    fn record_last_used<'a>(&'a self, uses: &'a [(String, SystemTime)]) -> StoreFuture<'a, ()>;
+
+    /// Subscribes to the revocations and deletions that this store makes
+    /// visible, including those made by other processes where the backend can
+    /// publish them (PostgreSQL `NOTIFY`, Redis pub/sub).
+    ///
+    /// Caches use this to drop records early. Returns `None` if the store
+    /// publishes nothing, and then a cache relies on its TTL alone.
+    fn subscribe_invalidations(&self) -> Option<broadcast::Receiver<Invalidation>> {
+        None
+    }
+}
+
+/// A change that makes cached copies of key records stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    /// The record with this digest was revoked or deleted.
+    Key(KeyDigest),
+    /// Notifications may have been lost, for example while a listener
+    /// reconnected, so every cached record is suspect.
+    All,
 }
 
 /// A [`KeyStore`] operation failed.

@@ -16,5 +16,6 @@
 //! Not published: nothing here is fit for production keys.
 
 pub mod pki;
+pub mod postgres;
 pub mod redis;
 pub mod tokens;

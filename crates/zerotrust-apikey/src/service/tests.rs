@@ -18,8 +18,8 @@ use zerotrust_core::{
 };
 
 use crate::{
-    ApiKeyConfigError, ApiKeyLayer, ApiKeyRejection, ApiKeySecret, KeyDigest, KeyFormat,
-    KeyManager, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError, StoreFuture,
+    ApiKeyConfigError, ApiKeyLayer, ApiKeyLayerBuilder, ApiKeyRejection, ApiKeySecret, KeyDigest,
+    KeyFormat, KeyManager, KeyRecord, KeyStore, MemoryKeyStore, NewKey, StoreError, StoreFuture,
 };
 
 /// A clock that tests move by hand.
@@ -71,6 +71,14 @@ impl KeyStore for FailingStore {
     fn revoke<'a>(&'a self, _id: &'a str, _at: SystemTime) -> StoreFuture<'a, KeyRecord> {
         Box::pin(async { Err(Self::error()) })
     }
+
+    fn delete<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, KeyRecord> {
+        Box::pin(async { Err(Self::error()) })
+    }
+
+    fn record_last_used<'a>(&'a self, _uses: &'a [(String, SystemTime)]) -> StoreFuture<'a, ()> {
+        Box::pin(async { Err(Self::error()) })
+    }
 }
 
 /// A store whose lookups never finish.
@@ -97,6 +105,14 @@ impl KeyStore for HangingStore {
     fn revoke<'a>(&'a self, _id: &'a str, _at: SystemTime) -> StoreFuture<'a, KeyRecord> {
         Box::pin(std::future::pending())
     }
+
+    fn delete<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, KeyRecord> {
+        Box::pin(std::future::pending())
+    }
+
+    fn record_last_used<'a>(&'a self, _uses: &'a [(String, SystemTime)]) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// A store, a manager over it, a router behind the layer, and a handler counter.
@@ -114,18 +130,24 @@ impl Harness {
     }
 
     fn with_store(store: Arc<dyn KeyStore>, lookup_timeout: Duration) -> Self {
+        Self::with_layer(store, |builder| builder.lookup_timeout(lookup_timeout))
+    }
+
+    /// Builds the harness with extra layer settings from `configure`.
+    fn with_layer(
+        store: Arc<dyn KeyStore>,
+        configure: impl FnOnce(ApiKeyLayerBuilder) -> ApiKeyLayerBuilder,
+    ) -> Self {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let clock = Arc::new(ManualClock(Mutex::new(start)));
         let sink = Arc::new(MemorySink::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let manager = KeyManager::new(store.clone()).with_clock(clock.clone());
-        let layer = ApiKeyLayer::builder(store)
+        let builder = ApiKeyLayer::builder(store)
             .service_name("orders")
             .event_sink(sink.clone())
-            .clock(clock.clone())
-            .lookup_timeout(lookup_timeout)
-            .build()
-            .unwrap();
+            .clock(clock.clone());
+        let layer = configure(builder).build().unwrap();
 
         let handler_calls = calls.clone();
         let handler = move |principal: Principal| {
@@ -458,7 +480,15 @@ async fn layer_expired_key_is_401_invalid_token() {
     )
     .await;
     assert_eq!(harness.handler_calls(), 1);
-    let events = harness.sink.events();
+    // The key expires within the sunset warning period, so its successful use
+    // first raised one CREDENTIAL_EXPIRING event.
+    assert_eq!(harness.sink.count(EventKind::CredentialExpiring), 1);
+    let events: Vec<_> = harness
+        .sink
+        .events()
+        .into_iter()
+        .filter(|event| event.kind == EventKind::AuthenticationDenied)
+        .collect();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].reason, Some("expired_api_key"));
     assert_eq!(
@@ -894,4 +924,407 @@ async fn layer_trace_logs_never_contain_key() {
             "key fragment found in logs:\n{output}"
         );
     }
+}
+
+/// A memory store that counts lookups and last-use writes, and can stall the
+/// writes as a hung database would.
+#[derive(Debug, Default)]
+struct CountingStore {
+    inner: MemoryKeyStore,
+    lookups: AtomicUsize,
+    last_used_writes: AtomicUsize,
+    stall_last_used: bool,
+}
+
+impl KeyStore for CountingStore {
+    fn insert(&self, record: KeyRecord) -> StoreFuture<'_, ()> {
+        self.inner.insert(record)
+    }
+
+    fn find_by_digest<'a>(&'a self, digest: &'a KeyDigest) -> StoreFuture<'a, Option<KeyRecord>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.find_by_digest(digest)
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<KeyRecord>> {
+        self.inner.get(id)
+    }
+
+    fn list_by_owner<'a>(&'a self, owner: &'a str) -> StoreFuture<'a, Vec<KeyRecord>> {
+        self.inner.list_by_owner(owner)
+    }
+
+    fn revoke<'a>(&'a self, id: &'a str, at: SystemTime) -> StoreFuture<'a, KeyRecord> {
+        self.inner.revoke(id, at)
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> StoreFuture<'a, KeyRecord> {
+        self.inner.delete(id)
+    }
+
+    fn record_last_used<'a>(&'a self, uses: &'a [(String, SystemTime)]) -> StoreFuture<'a, ()> {
+        self.last_used_writes.fetch_add(1, Ordering::SeqCst);
+        if self.stall_last_used {
+            return Box::pin(std::future::pending());
+        }
+        self.inner.record_last_used(uses)
+    }
+}
+
+fn sunset_header(response: &http::Response<Body>) -> Option<String> {
+    response
+        .headers()
+        .get("sunset")
+        .map(|value| value.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn layer_rotation_deadline_holds_to_second() {
+    let harness = Harness::new();
+    let old = harness.create("").await;
+    let new = harness
+        .manager
+        .rotate(&old.record.id, crate::DEFAULT_ROTATION_GRACE)
+        .await
+        .unwrap();
+
+    harness
+        .clock
+        .advance(crate::DEFAULT_ROTATION_GRACE - Duration::from_secs(1));
+    let old_before_deadline = harness
+        .send(get_with(&[("x-api-key", old.secret.expose())]))
+        .await;
+    harness.clock.advance(Duration::from_secs(1));
+    let old_at_deadline = harness
+        .send(get_with(&[("x-api-key", old.secret.expose())]))
+        .await;
+    let new_at_deadline = harness
+        .send(get_with(&[("x-api-key", new.secret.expose())]))
+        .await;
+
+    assert_eq!(old_before_deadline.status(), StatusCode::OK);
+    assert_eq!(old_at_deadline.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        old_at_deadline.extensions().get::<ApiKeyRejection>(),
+        Some(&ApiKeyRejection::Revoked)
+    );
+    assert_eq!(new_at_deadline.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn layer_sunset_header_near_end_only() {
+    let harness = Harness::with_layer(Arc::new(MemoryKeyStore::new()), |builder| {
+        builder.sunset_warning(Duration::from_secs(3_600))
+    });
+    let long_lived = harness.create("").await;
+    let short_lived = harness
+        .manager
+        .create(NewKey::new("acme").expires_in(Duration::from_secs(3_600)))
+        .await
+        .unwrap();
+
+    let far = harness
+        .send(get_with(&[("x-api-key", long_lived.secret.expose())]))
+        .await;
+    let near = harness
+        .send(get_with(&[("x-api-key", short_lived.secret.expose())]))
+        .await;
+
+    assert_eq!(far.status(), StatusCode::OK);
+    assert_eq!(sunset_header(&far), None);
+    assert_eq!(near.status(), StatusCode::OK);
+    assert_eq!(
+        sunset_header(&near).as_deref(),
+        Some(httpdate::fmt_http_date(short_lived.record.expires_at).as_str())
+    );
+    assert!(sunset_header(&near).unwrap().ends_with(" GMT"));
+}
+
+#[tokio::test]
+async fn layer_sunset_header_shows_rotation_deadline() {
+    let harness = Harness::new();
+    let old = harness.create("").await;
+    harness
+        .manager
+        .rotate(&old.record.id, Duration::from_secs(600))
+        .await
+        .unwrap();
+
+    let response = harness
+        .send(get_with(&[("x-api-key", old.secret.expose())]))
+        .await;
+
+    let deadline = harness.clock.now() + Duration::from_secs(600);
+    assert_eq!(
+        sunset_header(&response).as_deref(),
+        Some(httpdate::fmt_http_date(deadline).as_str())
+    );
+}
+
+#[tokio::test]
+async fn layer_sunset_zero_period_sends_no_header() {
+    let harness = Harness::with_layer(Arc::new(MemoryKeyStore::new()), |builder| {
+        builder.sunset_warning(Duration::ZERO)
+    });
+    let short_lived = harness
+        .manager
+        .create(NewKey::new("acme").expires_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+
+    let response = harness
+        .send(get_with(&[("x-api-key", short_lived.secret.expose())]))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(sunset_header(&response), None);
+}
+
+#[tokio::test]
+async fn layer_query_key_needs_named_option() {
+    let default = Harness::new();
+    let key = default.create("").await;
+    let enabled = Harness::with_layer(default.manager.store().clone(), |builder| {
+        builder.allow_query_parameter("api_key")
+    });
+    let path = format!("/?api_key={}", key.secret.expose());
+
+    let ignored = default.send(get_path_with(&path, &[])).await;
+    let accepted = enabled.send(get_path_with(&path, &[])).await;
+    let conflicting = enabled
+        .send(get_path_with(
+            &path,
+            &[("x-api-key", unstored_key().expose())],
+        ))
+        .await;
+
+    assert_denied(
+        ignored,
+        StatusCode::UNAUTHORIZED,
+        Some("Bearer"),
+        ApiKeyRejection::Missing,
+    )
+    .await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    assert_eq!(conflicting.status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn builder_rejects_bad_query_parameter() {
+    let store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new());
+
+    for name in ["", "api key", "a=b", "&x", &"x".repeat(65)] {
+        let result = ApiKeyLayer::builder(store.clone())
+            .allow_query_parameter(name)
+            .build();
+
+        assert!(
+            matches!(result, Err(ApiKeyConfigError::InvalidQueryParameter { .. })),
+            "{name:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn layer_oversized_header_skips_store() {
+    let harness = Harness::with_store(Arc::new(FailingStore), Duration::from_secs(2));
+    let huge = format!("Bearer {}", "A".repeat(64 * 1024));
+
+    let response = harness.send(get_with(&[("authorization", &huge)])).await;
+
+    assert_denied(
+        response,
+        StatusCode::UNAUTHORIZED,
+        INVALID_TOKEN,
+        ApiKeyRejection::Malformed,
+    )
+    .await;
+    assert_eq!(harness.sink.count(EventKind::StoreDegraded), 0);
+}
+
+#[tokio::test]
+async fn layer_trailing_whitespace_key_is_malformed() {
+    let harness = Harness::new();
+    let created = harness.create("").await;
+
+    for (name, value) in [
+        ("x-api-key", format!("{} ", created.secret.expose())),
+        ("x-api-key", format!("{}\t", created.secret.expose())),
+        (
+            "authorization",
+            format!("Bearer {} ", created.secret.expose()),
+        ),
+    ] {
+        let response = harness.send(get_with(&[(name, &value)])).await;
+
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name}: {value:?}"
+        );
+        assert_eq!(
+            response.extensions().get::<ApiKeyRejection>(),
+            Some(&ApiKeyRejection::Malformed),
+            "{name}"
+        );
+    }
+    assert_eq!(harness.handler_calls(), 0);
+}
+
+#[tokio::test]
+async fn layer_cached_store_skips_repeated_lookups() {
+    let counting = Arc::new(CountingStore::default());
+    let cached = Arc::new(crate::CachedKeyStore::new(
+        counting.clone(),
+        crate::CacheConfig::default(),
+    ));
+    let harness = Harness::with_store(cached, Duration::from_secs(2));
+    let created = harness.create("").await;
+    let junk = unstored_key();
+
+    for _ in 0..5 {
+        let valid = harness
+            .send(get_with(&[("x-api-key", created.secret.expose())]))
+            .await;
+        let unknown = harness
+            .send(get_with(&[("x-api-key", junk.expose())]))
+            .await;
+        assert_eq!(valid.status(), StatusCode::OK);
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    assert_eq!(counting.lookups.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn layer_cached_key_rejected_after_local_revoke() {
+    let cached = Arc::new(crate::CachedKeyStore::new(
+        Arc::new(MemoryKeyStore::new()),
+        crate::CacheConfig::default().positive_ttl(Duration::from_secs(3_600)),
+    ));
+    let harness = Harness::with_store(cached, Duration::from_secs(2));
+    let created = harness.create("").await;
+    let before = harness
+        .send(get_with(&[("x-api-key", created.secret.expose())]))
+        .await;
+
+    harness.manager.revoke(&created.record.id).await.unwrap();
+    let after = harness
+        .send(get_with(&[("x-api-key", created.secret.expose())]))
+        .await;
+
+    assert_eq!(before.status(), StatusCode::OK);
+    assert_eq!(after.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        after.extensions().get::<ApiKeyRejection>(),
+        Some(&ApiKeyRejection::Revoked)
+    );
+}
+
+#[tokio::test]
+async fn layer_cached_key_rejected_after_expiry() {
+    let cached = Arc::new(crate::CachedKeyStore::new(
+        Arc::new(MemoryKeyStore::new()),
+        crate::CacheConfig::default().positive_ttl(Duration::from_secs(3_600)),
+    ));
+    let harness = Harness::with_store(cached, Duration::from_secs(2));
+    let created = harness
+        .manager
+        .create(NewKey::new("acme").expires_in(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let before = harness
+        .send(get_with(&[("x-api-key", created.secret.expose())]))
+        .await;
+
+    harness.clock.advance(Duration::from_secs(60));
+    let after = harness
+        .send(get_with(&[("x-api-key", created.secret.expose())]))
+        .await;
+
+    assert_eq!(before.status(), StatusCode::OK);
+    assert_eq!(
+        after.extensions().get::<ApiKeyRejection>(),
+        Some(&ApiKeyRejection::Expired)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_last_used_written_in_batches() {
+    let counting = Arc::new(CountingStore::default());
+    let harness = Harness::with_layer(counting.clone(), |builder| {
+        builder.last_used_interval(Duration::from_secs(60))
+    });
+    let created = harness.create("").await;
+
+    for _ in 0..50 {
+        let response = harness
+            .send(get_with(&[("x-api-key", created.secret.expose())]))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let writes_before_interval = counting.last_used_writes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let writes_after_interval = counting.last_used_writes.load(Ordering::SeqCst);
+
+    assert_eq!(writes_before_interval, 0);
+    assert_eq!(writes_after_interval, 1);
+    let stored = counting.get(&created.record.id).await.unwrap().unwrap();
+    assert_eq!(stored.last_used_at, Some(harness.clock.now()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn layer_stalled_last_used_write_never_delays_requests() {
+    let counting = Arc::new(CountingStore {
+        stall_last_used: true,
+        ..CountingStore::default()
+    });
+    let harness = Harness::with_layer(counting.clone(), |builder| {
+        builder
+            .last_used_interval(Duration::from_secs(1))
+            .lookup_timeout(Duration::from_secs(2))
+    });
+    let created = harness.create("").await;
+
+    let started = tokio::time::Instant::now();
+    for _ in 0..10 {
+        let response = harness
+            .send(get_with(&[("x-api-key", created.secret.expose())]))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let elapsed = started.elapsed();
+
+    // Ten requests with 500 ms pauses: any wait on the stalled write would add
+    // up to the 2-second flush timeout per request.
+    assert!(elapsed < Duration::from_millis(5_100), "took {elapsed:?}");
+    assert!(counting.last_used_writes.load(Ordering::SeqCst) >= 2);
+}
+
+#[tokio::test]
+async fn layer_last_used_off_when_interval_zero() {
+    let counting = Arc::new(CountingStore::default());
+    let harness = Harness::with_layer(counting.clone(), |builder| {
+        builder.last_used_interval(Duration::ZERO)
+    });
+    let created = harness.create("").await;
+
+    let response = harness
+        .send(get_with(&[("x-api-key", created.secret.expose())]))
+        .await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        harness
+            .manager
+            .store()
+            .get(&created.record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_none()
+    );
+    assert_eq!(counting.last_used_writes.load(Ordering::SeqCst), 0);
 }

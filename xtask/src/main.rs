@@ -4,6 +4,7 @@
 //! cargo xtask test          # the whole test suite, as CI runs it
 //! cargo xtask certs [DIR]   # write a dev PKI (default: target/dev-pki)
 //! cargo xtask demo [ARGS]   # run the demo mesh
+//! cargo xtask bench [ARGS]  # run the JWT verification benchmarks
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   test          run every test, unit, integration and doc, with all features
   certs [DIR]   write a dev PKI for gateway, orders and payments (default: target/dev-pki)
-  demo [ARGS]   run the demo mesh (`--tour` runs the tour and exits)";
+  demo [ARGS]   run the demo mesh (`--tour` runs the tour and exits)
+  bench [ARGS]  run the JWT verification benchmarks; ARGS go to criterion";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("certs") => certs(args.get(1).map(PathBuf::from)),
         Some("demo") => cargo(&[&["run", "--example", "mesh", "--"], &args[1..].iter().map(String::as_str).collect::<Vec<_>>()[..]].concat()),
+        Some("bench") => bench(&args[1..]),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
@@ -73,6 +76,17 @@ fn test() -> Result<(), String> {
 
     cargo(&["test", "--workspace", "--all-features", "--all-targets"])?;
     cargo(&["test", "--workspace", "--all-features", "--doc"])
+}
+
+/// Runs the criterion benchmarks of zerotrust-jwt, passing `args` to criterion
+/// (for example a filter such as `cache_hit`).
+fn bench(args: &[String]) -> Result<(), String> {
+    let mut command = vec!["bench", "-p", "zerotrust-jwt"];
+    if !args.is_empty() {
+        command.push("--");
+        command.extend(args.iter().map(String::as_str));
+    }
+    cargo(&command)
 }
 
 fn certs(dir: Option<PathBuf>) -> Result<(), String> {

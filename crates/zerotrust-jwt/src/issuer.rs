@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use zerotrust_core::{Clock, SystemClock};
+use jsonwebtoken::{EncodingKey, Header};
+use zerotrust_core::{CertificateFingerprint, Clock, SystemClock};
 
-use crate::claims::{Audience, Claims};
+use crate::algorithm::SigningAlgorithm;
+use crate::claims::{Audience, Claims, Confirmation};
 
 /// The lifetime of a service token unless one is set: five minutes.
 pub const DEFAULT_SERVICE_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -126,6 +127,7 @@ pub enum IssuerConfigError {
 /// ```
 pub struct ServiceTokenIssuer {
     key: EncodingKey,
+    algorithm: SigningAlgorithm,
     kid: String,
     issuer: String,
     directory: ServiceDirectory,
@@ -137,6 +139,7 @@ impl fmt::Debug for ServiceTokenIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceTokenIssuer")
             .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
             .field("issuer", &self.issuer)
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
@@ -156,6 +159,32 @@ impl ServiceTokenIssuer {
 
     /// Mints a token for calls from service `from` to service `to`.
     pub fn mint(&self, from: &str, to: &str) -> Result<ServiceToken, MintError> {
+        self.mint_with_confirmation(from, to, None)
+    }
+
+    /// Mints a certificate-bound token (RFC 8705 section 3) for calls from `from`
+    /// to `to`: the token carries `cnf.x5t#S256` with `certificate`, the
+    /// fingerprint of the client certificate `from` presents on its mTLS
+    /// connections. A receiver that checks the binding refuses the token on any
+    /// other connection.
+    pub fn mint_bound(
+        &self,
+        from: &str,
+        to: &str,
+        certificate: &CertificateFingerprint,
+    ) -> Result<ServiceToken, MintError> {
+        let confirmation = Confirmation {
+            x5t_s256: Some(certificate.x5t_s256()),
+        };
+        self.mint_with_confirmation(from, to, Some(confirmation))
+    }
+
+    fn mint_with_confirmation(
+        &self,
+        from: &str,
+        to: &str,
+        confirmation: Option<Confirmation>,
+    ) -> Result<ServiceToken, MintError> {
         let valid_caller = !from.is_empty()
             && from
                 .bytes()
@@ -180,8 +209,9 @@ impl ServiceTokenIssuer {
             iat: Some(issued_at),
             jti: Some(uuid::Uuid::new_v4().to_string()),
             scope: None,
+            cnf: confirmation,
         };
-        let mut header = Header::new(Algorithm::RS256);
+        let mut header = Header::new(self.algorithm.to_jsonwebtoken());
         header.kid = Some(self.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &self.key)
             .map_err(|error| MintError::Signing(error.to_string()))?;
@@ -200,7 +230,7 @@ impl ServiceTokenIssuer {
 #[must_use]
 pub struct ServiceTokenIssuerBuilder {
     issuer: Option<String>,
-    key: Option<(String, Result<EncodingKey, String>)>,
+    key: Option<(String, SigningAlgorithm, Result<EncodingKey, String>)>,
     directory: Option<ServiceDirectory>,
     lifetime: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
@@ -222,9 +252,20 @@ impl ServiceTokenIssuerBuilder {
     }
 
     /// Sets the RS256 signing key (PEM, PKCS#8 or PKCS#1) and its key id.
-    pub fn rsa_private_key_pem(mut self, kid: impl Into<String>, pem: &str) -> Self {
-        let key = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| error.to_string());
-        self.key = Some((kid.into(), key));
+    pub fn rsa_private_key_pem(self, kid: impl Into<String>, pem: &str) -> Self {
+        self.private_key_pem(kid, SigningAlgorithm::Rs256, pem)
+    }
+
+    /// Sets the signing key for `algorithm` and its key id. RSA keys may be PKCS#8
+    /// or PKCS#1 PEM; EC and Ed25519 keys must be PKCS#8 PEM.
+    pub fn private_key_pem(mut self, kid: impl Into<String>, algorithm: SigningAlgorithm, pem: &str) -> Self {
+        let key = match algorithm {
+            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            SigningAlgorithm::Es256 | SigningAlgorithm::Es384 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            SigningAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem.as_bytes()),
+        }
+        .map_err(|error| error.to_string());
+        self.key = Some((kid.into(), algorithm, key));
         self
     }
 
@@ -252,7 +293,7 @@ impl ServiceTokenIssuerBuilder {
             .issuer
             .filter(|i| !i.is_empty())
             .ok_or(IssuerConfigError::Missing("issuer"))?;
-        let (kid, key) = self.key.ok_or(IssuerConfigError::Missing("signing key"))?;
+        let (kid, algorithm, key) = self.key.ok_or(IssuerConfigError::Missing("signing key"))?;
         let key = key.map_err(IssuerConfigError::InvalidKey)?;
         if kid.is_empty() {
             return Err(IssuerConfigError::Missing("key id"));
@@ -267,6 +308,7 @@ impl ServiceTokenIssuerBuilder {
 
         Ok(ServiceTokenIssuer {
             key,
+            algorithm,
             kid,
             issuer,
             directory,

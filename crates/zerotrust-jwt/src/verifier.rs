@@ -1,16 +1,21 @@
 //! Token verification: keys, algorithms and claim checks.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use zerotrust_core::Clock;
 
-use crate::claims::{Claims, VerifiedClaims};
+use crate::algorithm::SigningAlgorithm;
+use crate::cache::{CachedToken, TokenCache};
+use crate::claims::{TimeClaims, VerifiedClaims, read_claims};
+use crate::jwks::RemoteJwks;
+use crate::keys::{KeySet, VerificationKey};
 use crate::rejection::JwtRejection;
+use crate::token::{self, ParsedToken};
+use crate::verifier_builder::JwtVerifierBuilder;
 
-/// The clock leeway for `exp` and `nbf` unless one is set.
+/// The clock leeway for `exp`, `nbf` and `iat` unless one is set.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
 /// The largest leeway the builder accepts.
@@ -31,7 +36,7 @@ pub enum JwtConfigError {
     #[error("missing issuer: set the exact `iss` value tokens must carry")]
     MissingIssuer,
     /// No verification key was added.
-    #[error("no verification key: add at least one public key with its kid")]
+    #[error("no verification key: add at least one public key with its kid, a JWKS, or a JWKS URL")]
     NoKeys,
     /// A key id is empty or used twice.
     #[error("invalid key id {0:?}: key ids must be non-empty and unique")]
@@ -44,62 +49,110 @@ pub enum JwtConfigError {
         /// The parser's message.
         message: String,
     },
+    /// A JWKS document could not be read or parsed, or has no usable key.
+    #[error("invalid JWKS: {0}")]
+    InvalidJwks(String),
     /// The leeway is larger than [`MAX_LEEWAY`].
     #[error("leeway of {0:?} is too large: use at most 5 minutes")]
     LeewayTooLarge(Duration),
     /// The size limit is zero.
     #[error("the maximum token size must be at least 1 byte")]
     ZeroMaxTokenBytes,
+    /// The maximum token lifetime is zero.
+    #[error("the maximum token lifetime must be at least 1 second")]
+    ZeroMaxLifetime,
+    /// A required header type or claim name is empty.
+    #[error("invalid requirement {0:?}: required token types and claim names must be non-empty")]
+    EmptyRequirement(&'static str),
 }
 
-struct VerificationKey {
-    key: DecodingKey,
-    algorithm: Algorithm,
-    validation: Validation,
+/// The claim and header rules a verifier applies after the signature.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) issuer: String,
+    pub(crate) audience: String,
+    pub(crate) leeway_seconds: f64,
+    pub(crate) max_lifetime_seconds: Option<f64>,
+    pub(crate) required_claims: Vec<String>,
+    /// The required `typ`, normalised by [`normalise_type`].
+    pub(crate) required_type: Option<String>,
+}
+
+/// The fixed keys and the JWKS URL, if any, a verifier looks keys up in.
+pub(crate) struct Keys {
+    pub(crate) fixed: KeySet,
+    pub(crate) remote: Option<RemoteJwks>,
+}
+
+impl Keys {
+    fn lookup(&self, kid: &str) -> Option<Arc<VerificationKey>> {
+        if let Some(key) = self.fixed.get(kid) {
+            return Some(key.clone());
+        }
+        self.remote.as_ref()?.current().get(kid).cloned()
+    }
+
+    /// Returns `true` if `kid` still selects exactly `key`.
+    fn still_selects(&self, kid: &str, key: &Arc<VerificationKey>) -> bool {
+        self.lookup(kid).is_some_and(|current| Arc::ptr_eq(&current, key))
+    }
 }
 
 /// Verifies bearer tokens for one service.
 ///
 /// Checks, in order:
 ///
-/// 1. the size, and three dot-separated segments;
-/// 2. a header that names a known `kid` and carries no key of its own;
-/// 3. the header `alg` equal to the algorithm bound to that key;
+/// 1. the size, before anything is decoded;
+/// 2. the form: three non-empty segments of canonical unpadded base64url, and a
+///    header and claims that are JSON objects without duplicate members;
+/// 3. the header: it must carry no key of its own (`jwk`, `jku`, `x5c`, `x5u`)
+///    and no `crit`. Its `alg` must be a [`SigningAlgorithm`], and its `kid` must
+///    name a key exactly. That key's algorithm must equal `alg`, and `typ` must be
+///    the required type if one is set;
 /// 4. the signature;
-/// 5. the claims: `iss` exactly the configured issuer, `aud` containing the
-///    service's audience, `exp` present and in the future, `nbf` (if present) in
-///    the past, and `sub` present.
+/// 5. the claims: `iss`, `sub`, `aud` and `exp` present with their RFC 7519
+///    types, `iss` exactly the configured issuer, `aud` containing the service's
+///    audience, `exp` in the future, `nbf` (if present) in the past, `iat` (if
+///    present) not in the future, `exp - iat` within the maximum lifetime if one
+///    is set, and every required claim present.
 ///
-/// `exp` and `nbf` get the leeway, 30 seconds by default.
+/// `exp`, `nbf` and `iat` get the leeway, 30 seconds by default.
 ///
-/// NOTE: `iat` is not checked and there is no maximum token lifetime yet, so a
-/// correctly signed token with a far-future `exp` is accepted.
+/// By default the verifier caches up to [`DEFAULT_TOKEN_CACHE_CAPACITY`](crate::DEFAULT_TOKEN_CACHE_CAPACITY) verified
+/// tokens by their SHA-256 digest, each until its `exp`. A cached
+/// token skips steps 2 to 4 but is checked again against the current time, and
+/// is verified anew once its `kid` no longer selects the key that verified it
+/// (after every JWKS refresh, for keys from a [`RemoteJwks`]).
 ///
 /// ```
 /// # let key = zerotrust_testkit::tokens::SigningKeyPair::generate_rs256("k1").unwrap();
-/// use zerotrust_jwt::JwtVerifier;
+/// use std::time::Duration;
+/// use zerotrust_jwt::{JwtVerifier, SigningAlgorithm};
 ///
 /// let verifier = JwtVerifier::builder()
 ///     .issuer("https://issuer.zerotrust.test")
 ///     .audience("api:orders")
-///     .rsa_public_key_pem("k1", &key.public_key_pem)
+///     .public_key_pem("k1", SigningAlgorithm::Rs256, &key.public_key_pem)
+///     .max_lifetime(Duration::from_secs(300))
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(verifier.audience(), "api:orders");
 /// ```
 pub struct JwtVerifier {
-    keys: HashMap<String, VerificationKey>,
-    issuer: String,
-    audience: String,
-    max_token_bytes: usize,
+    pub(crate) keys: Keys,
+    pub(crate) policy: Policy,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) cache: Option<TokenCache>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtVerifier")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("kids", &self.keys.keys().collect::<Vec<_>>())
+            .field("issuer", &self.policy.issuer)
+            .field("audience", &self.policy.audience)
+            .field("keys", &self.keys.fixed)
+            .field("remote_jwks", &self.keys.remote)
             .finish_non_exhaustive()
     }
 }
@@ -112,225 +165,159 @@ impl JwtVerifier {
 
     /// Returns the audience this verifier requires.
     pub fn audience(&self) -> &str {
-        &self.audience
+        &self.policy.audience
     }
 
     /// Returns the issuer this verifier requires.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        &self.policy.issuer
     }
 
     /// Verifies `token` and returns its claims.
+    ///
+    /// Runs without I/O. With a JWKS URL, an unknown `kid` makes the refresh task
+    /// fetch the key set again (rate-limited), and this token is rejected.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, JwtRejection> {
         if token.len() > self.max_token_bytes {
             return Err(JwtRejection::TooLarge);
         }
-        if token.split('.').count() != 3 {
-            return Err(JwtRejection::Malformed);
-        }
+        let now = self.now_seconds();
 
-        let header = jsonwebtoken::decode_header(token).map_err(|_| JwtRejection::Malformed)?;
-        // A key supplied by the token itself would let the sender choose the key
-        // that verifies it (RFC 8725 section 3.10): never use or fetch one.
-        if header.jwk.is_some() || header.jku.is_some() || header.x5c.is_some() || header.x5u.is_some() {
-            return Err(JwtRejection::DisallowedHeader);
-        }
-        let kid = header.kid.as_deref().ok_or(JwtRejection::UnknownKey)?;
-        let key = self.keys.get(kid).ok_or(JwtRejection::UnknownKey)?;
-        // The algorithm comes from configuration, bound to the key, never from the
-        // token (RFC 8725 section 3.1).
-        if header.alg != key.algorithm {
-            return Err(JwtRejection::DisallowedHeader);
-        }
-
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation)
-            .map_err(|error| map_error(error.kind()))?;
-        Ok(VerifiedClaims::new(data.claims))
-    }
-}
-
-fn map_error(kind: &ErrorKind) -> JwtRejection {
-    match kind {
-        ErrorKind::InvalidSignature => JwtRejection::InvalidSignature,
-        ErrorKind::ExpiredSignature => JwtRejection::Expired,
-        ErrorKind::ImmatureSignature => JwtRejection::NotYetValid,
-        ErrorKind::InvalidAudience => JwtRejection::AudienceMismatch,
-        ErrorKind::InvalidIssuer => JwtRejection::IssuerMismatch,
-        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => JwtRejection::AudienceMismatch,
-        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => JwtRejection::IssuerMismatch,
-        ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) | ErrorKind::Json(_) => {
-            JwtRejection::InvalidClaims
-        }
-        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => JwtRejection::DisallowedHeader,
-        _ => JwtRejection::Malformed,
-    }
-}
-
-/// Builder for [`JwtVerifier`]. Audience, issuer and at least one key are required.
-#[derive(Default)]
-#[must_use]
-pub struct JwtVerifierBuilder {
-    issuer: Option<String>,
-    audience: Option<String>,
-    keys: Vec<(String, Result<DecodingKey, String>, Algorithm)>,
-    leeway: Option<Duration>,
-    max_token_bytes: Option<usize>,
-}
-
-impl fmt::Debug for JwtVerifierBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtVerifierBuilder")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .finish_non_exhaustive()
-    }
-}
-
-impl JwtVerifierBuilder {
-    /// Sets the exact `iss` that tokens must carry.
-    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
-        self.issuer = Some(issuer.into());
-        self
-    }
-
-    /// Sets the receiving service's audience, which `aud` must contain.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
-        self
-    }
-
-    /// Adds an RSA public key (PEM, SubjectPublicKeyInfo or PKCS#1) for RS256
-    /// tokens whose header names `kid`.
-    pub fn rsa_public_key_pem(mut self, kid: impl Into<String>, pem: &str) -> Self {
-        let key = DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|error| error.to_string());
-        self.keys.push((kid.into(), key, Algorithm::RS256));
-        self
-    }
-
-    /// Sets the clock leeway for `exp` and `nbf`. By default 30 seconds, at most 5 minutes.
-    pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
-        self
-    }
-
-    /// Sets the largest token, in bytes, that is decoded. By default 8 KiB.
-    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
-        self.max_token_bytes = Some(bytes);
-        self
-    }
-
-    /// Validates the configuration and builds the verifier.
-    pub fn build(self) -> Result<JwtVerifier, JwtConfigError> {
-        let audience = self
-            .audience
-            .filter(|a| !a.is_empty())
-            .ok_or(JwtConfigError::MissingAudience)?;
-        let issuer = self
-            .issuer
-            .filter(|i| !i.is_empty())
-            .ok_or(JwtConfigError::MissingIssuer)?;
-        let leeway = self.leeway.unwrap_or(DEFAULT_LEEWAY);
-        if leeway > MAX_LEEWAY {
-            return Err(JwtConfigError::LeewayTooLarge(leeway));
-        }
-        let max_token_bytes = self.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
-        if max_token_bytes == 0 {
-            return Err(JwtConfigError::ZeroMaxTokenBytes);
-        }
-        if self.keys.is_empty() {
-            return Err(JwtConfigError::NoKeys);
-        }
-
-        let mut keys = HashMap::new();
-        for (kid, key, algorithm) in self.keys {
-            if kid.is_empty() || keys.contains_key(&kid) {
-                return Err(JwtConfigError::InvalidKeyId(kid));
+        let digest = self.cache.as_ref().map(|_| TokenCache::digest(token));
+        if let (Some(cache), Some(digest)) = (&self.cache, &digest)
+            && let Some(cached) = cache.get(digest)
+        {
+            if self.keys.still_selects(&cached.kid, &cached.key) {
+                self.check_times(&cached.times, now)?;
+                return Ok(cached.claims.clone());
             }
-            let key = key.map_err(|message| JwtConfigError::InvalidKey {
-                kid: kid.clone(),
-                message,
-            })?;
-            let validation = validation(algorithm, &issuer, &audience, leeway);
-            keys.insert(kid, VerificationKey { key, algorithm, validation });
+            cache.remove(digest);
         }
 
-        Ok(JwtVerifier {
-            keys,
-            issuer,
-            audience,
-            max_token_bytes,
-        })
+        let parsed = token::parse(token)?;
+        let (kid, key) = self.check_header(&parsed)?;
+        let (claims, times) = read_claims(&parsed.claims)?;
+        self.check_claims(&parsed, &claims, &times, now)?;
+
+        let verified = VerifiedClaims::new(claims);
+        if let (Some(cache), Some(digest)) = (&self.cache, digest) {
+            // The entry ends at `exp` itself. A token inside the leeway after `exp`
+            // is still accepted, by a full check.
+            let time_to_live = Duration::from_secs_f64((times.exp - now).max(0.0));
+            cache.insert(
+                digest,
+                CachedToken {
+                    claims: verified.clone(),
+                    times,
+                    kid,
+                    key,
+                    time_to_live,
+                },
+            );
+        }
+        Ok(verified)
+    }
+
+    fn now_seconds(&self) -> f64 {
+        self.clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
+    /// Checks the header and the signature, and returns the `kid` and the key used.
+    fn check_header(&self, parsed: &ParsedToken<'_>) -> Result<(String, Arc<VerificationKey>), JwtRejection> {
+        let header = &parsed.header;
+        // The algorithm comes from configuration, bound to the key, never from
+        // the token (RFC 8725 section 3.1): the header only has to agree.
+        let algorithm = SigningAlgorithm::from_name(&header.alg).ok_or(JwtRejection::DisallowedHeader)?;
+        let kid = header.kid.as_deref().ok_or(JwtRejection::UnknownKey)?;
+        let Some(key) = self.keys.lookup(kid) else {
+            if let Some(remote) = &self.keys.remote {
+                remote.request_refresh();
+            }
+            return Err(JwtRejection::UnknownKey);
+        };
+        if key.algorithm != algorithm {
+            return Err(JwtRejection::DisallowedHeader);
+        }
+        if let Some(required) = &self.policy.required_type {
+            let matches = header.typ.as_deref().is_some_and(|typ| normalise_type(typ) == *required);
+            if !matches {
+                return Err(JwtRejection::TypeMismatch);
+            }
+        }
+
+        let valid = jsonwebtoken::crypto::verify(
+            parsed.signature,
+            parsed.signing_input.as_bytes(),
+            &key.key,
+            algorithm.to_jsonwebtoken(),
+        );
+        match valid {
+            Ok(true) => Ok((kid.to_owned(), key)),
+            Ok(false) | Err(_) => Err(JwtRejection::InvalidSignature),
+        }
+    }
+
+    fn check_claims(
+        &self,
+        parsed: &ParsedToken<'_>,
+        claims: &crate::claims::Claims,
+        times: &TimeClaims,
+        now: f64,
+    ) -> Result<(), JwtRejection> {
+        let policy = &self.policy;
+        if claims.iss != policy.issuer {
+            return Err(JwtRejection::IssuerMismatch);
+        }
+        if !claims.aud.contains(&policy.audience) {
+            return Err(JwtRejection::AudienceMismatch);
+        }
+        let has_required = policy
+            .required_claims
+            .iter()
+            .all(|name| parsed.claims.get(name).is_some_and(|value| !value.is_null()));
+        if !has_required {
+            return Err(JwtRejection::InvalidClaims);
+        }
+        self.check_times(times, now)
+    }
+
+    fn check_times(&self, times: &TimeClaims, now: f64) -> Result<(), JwtRejection> {
+        let leeway = self.policy.leeway_seconds;
+        // RFC 7519 section 4.1.4: the current time must be before `exp`.
+        if now >= times.exp + leeway {
+            return Err(JwtRejection::Expired);
+        }
+        if times.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(JwtRejection::NotYetValid);
+        }
+        if times.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(JwtRejection::IssuedInFuture);
+        }
+        if let Some(max_lifetime) = self.policy.max_lifetime_seconds {
+            // Without `iat` the lifetime is unknown, so a maximum makes it required.
+            let iat = times.iat.ok_or(JwtRejection::InvalidClaims)?;
+            if times.exp - iat > max_lifetime {
+                return Err(JwtRejection::LifetimeTooLong);
+            }
+        }
+        Ok(())
     }
 }
 
-/// Sets every check explicitly: jsonwebtoken does not require `aud` or `iss` just
-/// because they are set, and does not check `nbf` by default.
-fn validation(algorithm: Algorithm, issuer: &str, audience: &str, leeway: Duration) -> Validation {
-    let mut validation = Validation::new(algorithm);
-    validation.algorithms = vec![algorithm];
-    validation.required_spec_claims = HashSet::from(["exp", "iss", "aud", "sub"].map(String::from));
-    validation.leeway = leeway.as_secs();
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    validation.validate_aud = true;
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&[issuer]);
-    validation
+/// Normalises a `typ` value for comparison: media types are case-insensitive, and
+/// RFC 7515 section 4.1.9 lets `application/` be left out.
+pub(crate) fn normalise_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use zerotrust_testkit::tokens::SigningKeyPair;
-
-    #[test]
-    fn builder_rejects_incomplete_configuration() {
-        let key = SigningKeyPair::generate_rs256("k1").unwrap();
-        let complete = || {
-            JwtVerifier::builder()
-                .issuer("https://issuer.zerotrust.test")
-                .audience("api:orders")
-                .rsa_public_key_pem("k1", &key.public_key_pem)
-        };
-
-        let no_audience = JwtVerifier::builder()
-            .issuer("https://issuer.zerotrust.test")
-            .rsa_public_key_pem("k1", &key.public_key_pem)
-            .build()
-            .unwrap_err();
-        let empty_audience = complete().audience("").build().unwrap_err();
-        let no_issuer = JwtVerifier::builder().audience("api:orders").build().unwrap_err();
-        let no_keys = JwtVerifier::builder().issuer("i").audience("a").build().unwrap_err();
-        let bad_key = complete().rsa_public_key_pem("k2", "junk").build().unwrap_err();
-        let duplicate = complete().rsa_public_key_pem("k1", &key.public_key_pem).build().unwrap_err();
-        let leeway = complete().leeway(Duration::from_secs(301)).build().unwrap_err();
-
-        assert!(matches!(no_audience, JwtConfigError::MissingAudience));
-        assert!(matches!(empty_audience, JwtConfigError::MissingAudience));
-        assert!(matches!(no_issuer, JwtConfigError::MissingIssuer));
-        assert!(matches!(no_keys, JwtConfigError::NoKeys));
-        assert!(matches!(bad_key, JwtConfigError::InvalidKey { ref kid, .. } if kid == "k2"));
-        assert!(matches!(duplicate, JwtConfigError::InvalidKeyId(_)));
-        assert!(matches!(leeway, JwtConfigError::LeewayTooLarge(_)));
-        assert!(complete().build().is_ok());
-    }
-
-    #[test]
-    fn every_error_formats_without_key_material() {
-        let errors = [
-            JwtConfigError::MissingAudience,
-            JwtConfigError::MissingIssuer,
-            JwtConfigError::NoKeys,
-            JwtConfigError::InvalidKeyId(String::new()),
-            JwtConfigError::InvalidKey { kid: "k".into(), message: "bad".into() },
-            JwtConfigError::LeewayTooLarge(Duration::from_secs(600)),
-            JwtConfigError::ZeroMaxTokenBytes,
-        ];
-
-        for error in errors {
-            let text = error.to_string();
-            assert!(!text.is_empty());
-            assert!(!text.contains("PRIVATE KEY"));
-        }
-    }
-}
+#[path = "verifier_tests.rs"]
+mod tests;

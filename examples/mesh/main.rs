@@ -16,7 +16,7 @@ mod tour;
 use std::sync::Arc;
 
 use zerotrust::anomaly::{CounterStore, MemoryCounterStore, RedisCounterStore};
-use zerotrust::apikey::{KeyManager, KeyStore, MemoryKeyStore, NewKey};
+use zerotrust::apikey::{CacheConfig, CachedKeyStore, KeyManager, KeyStore, MemoryKeyStore, NewKey};
 use zerotrust::core::Scopes;
 use zerotrust::mtls::ClientAuth;
 
@@ -78,7 +78,9 @@ pub(crate) async fn run(options: Options) -> Result<bool, Box<dyn std::error::Er
         }
         None => Arc::new(MemoryCounterStore::new()),
     };
-    let key_store: Arc<dyn KeyStore> = Arc::new(MemoryKeyStore::new());
+    // The cache spares the store repeated lookups; revocations through this
+    // KeyManager invalidate it at once.
+    let key_store: Arc<dyn KeyStore> = Arc::new(CachedKeyStore::new(Arc::new(MemoryKeyStore::new()), CacheConfig::default()));
     let keys = KeyManager::new(key_store.clone());
     let demo = keys
         .create(NewKey::new("demo").scopes(Scopes::parse("orders:read orders:write")))

@@ -93,14 +93,20 @@ pub(crate) fn server_tls(mesh: &Mesh, service: &str, client_auth: ClientAuth) ->
         .build()?)
 }
 
-fn verifier(mesh: &Mesh, audience: &str) -> Result<Arc<JwtVerifier>, Box<dyn std::error::Error>> {
-    Ok(Arc::new(
-        JwtVerifier::builder()
-            .issuer(super::setup::TOKEN_ISSUER)
-            .audience(audience)
-            .rsa_public_key_pem(&mesh.signing_key.kid, &mesh.signing_key.public_key_pem)
-            .build()?,
-    ))
+/// Verifies service tokens for `audience`: at most five minutes long, bound to
+/// the caller's certificate, and naming the caller's own service.
+fn service_token_auth(mesh: &Mesh, audience: &str, service: &str) -> Result<JwtAuthLayer, Box<dyn std::error::Error>> {
+    let verifier = JwtVerifier::builder()
+        .issuer(super::setup::TOKEN_ISSUER)
+        .audience(audience)
+        .rsa_public_key_pem(&mesh.signing_key.kid, &mesh.signing_key.public_key_pem)
+        .max_lifetime(std::time::Duration::from_secs(300))
+        .build()?;
+    Ok(JwtAuthLayer::new(Arc::new(verifier))
+        .require_certificate_binding()
+        .require_subject_matches_peer()
+        .service_name(service)
+        .event_sink(mesh.sink()))
 }
 
 fn anomaly(store: Arc<dyn CounterStore>, service: &str, sink: SharedSink) -> Result<AnomalyLayer, Box<dyn std::error::Error>> {
@@ -116,7 +122,11 @@ fn only(caller: &str, service: &str, sink: SharedSink) -> Result<RequireCallerLa
 }
 
 fn service_client(mesh: &Mesh, caller: &str, target: &str) -> Result<ServiceClient, Box<dyn std::error::Error>> {
-    let source = Arc::new(ServiceTokenSource::new(mesh.issuer.clone(), caller));
+    // Tokens are bound to the certificate the client presents, so a copied
+    // token is useless without this service's private key.
+    let leaf = mesh.pki.service(caller).ok_or("service missing from the PKI")?;
+    let fingerprint = zerotrust::mtls::peer_identity_from_der(&leaf.cert_der)?.fingerprint();
+    let source = Arc::new(ServiceTokenSource::new(mesh.issuer.clone(), caller).bound_to(fingerprint));
     let client = super::client::https_client(mesh.client_tls(caller)?);
     Ok(tower::Layer::layer(&ServiceTokenLayer::new(source, target), client))
 }
@@ -142,7 +152,7 @@ pub(crate) fn payments_router(mesh: &Mesh, store: Arc<dyn CounterStore>) -> Resu
         .route("/payments", post(create_payment))
         .with_state(PaymentsState::default())
         .layer(anomaly(store, "payments", sink.clone())?)
-        .layer(JwtAuthLayer::new(verifier(mesh, "api:payments")?).service_name("payments").event_sink(sink.clone()))
+        .layer(service_token_auth(mesh, "api:payments", "payments")?)
         .layer(only("orders", "payments", sink)?))
 }
 
@@ -191,7 +201,7 @@ pub(crate) fn orders_router(mesh: &Mesh, store: Arc<dyn CounterStore>, endpoints
         .route("/orders/{id}", get(get_order))
         .with_state(state)
         .layer(anomaly(store, "orders", sink.clone())?)
-        .layer(JwtAuthLayer::new(verifier(mesh, "api:orders")?).service_name("orders").event_sink(sink.clone()))
+        .layer(service_token_auth(mesh, "api:orders", "orders")?)
         .layer(only("gateway", "orders", sink)?))
 }
 

@@ -14,6 +14,9 @@ use super::setup::Mesh;
 /// The number of requests in the burst, the block threshold included.
 const BURST: u64 = 500;
 const ALERT_AT: u64 = 100;
+/// How long a rotated key keeps working in the tour: short, so the tour can
+/// show both keys working and then only the new one.
+const ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 struct Tour {
     passed: usize,
@@ -125,9 +128,28 @@ pub(crate) async fn run(mesh: &Mesh, endpoints: &Endpoints, keys: &KeyManager, d
     let payments_url = format!("{}/payments", endpoints.payments);
     let payment = json!({"order_id": order_id, "amount_cents": 100});
     let as_orders = https_client(mesh.client_tls("orders")?);
-    let for_orders = mesh.issuer.mint("gateway", "orders")?;
+    let orders_leaf = mesh.pki.service("orders").ok_or("orders missing from the PKI")?;
+    let orders_fingerprint = zerotrust::mtls::peer_identity_from_der(&orders_leaf.cert_der)?.fingerprint();
+    // Everything about this token is right for orders' connection except its
+    // audience: it was minted for orders, not for payments.
+    let for_orders = mesh.issuer.mint_bound("orders", "orders", &orders_fingerprint)?;
     let reply = send(&as_orders, with_bearer(json_request(Method::POST, &payments_url, &payment), for_orders.expose())).await;
     tour.status("token minted for orders replayed at payments", StatusCode::UNAUTHORIZED, &reply);
+
+    // A token stolen from orders, replayed over a connection with another
+    // certificate for the same SPIFFE ID: the certificate binding fails.
+    let for_payments_bound = mesh.issuer.mint_bound("orders", "payments", &orders_fingerprint)?;
+    let reply = send(&as_orders, with_bearer(json_request(Method::POST, &payments_url, &payment), for_payments_bound.expose())).await;
+    tour.status("orders' bound token from orders' own certificate", StatusCode::CREATED, &reply);
+    let second_orders = mesh.pki.issue(&zerotrust_testkit::pki::LeafSpec::service(super::setup::TRUST_DOMAIN, "orders"))?;
+    let thief = https_client(
+        zerotrust::mtls::ClientTlsBuilder::new()
+            .trust_bundle_pem(mesh.pki.ca_cert_pem())
+            .client_certificate_pem(&second_orders.cert_pem, &second_orders.key_pem)
+            .build()?,
+    );
+    let reply = send(&thief, with_bearer(json_request(Method::POST, &payments_url, &payment), for_payments_bound.expose())).await;
+    tour.status("the same token from another orders certificate", StatusCode::UNAUTHORIZED, &reply);
 
     let anonymous = send(&public, json_request(Method::POST, &payments_url, &payment)).await;
     tour.step(
@@ -197,6 +219,29 @@ pub(crate) async fn run(mesh: &Mesh, endpoints: &Endpoints, keys: &KeyManager, d
 
     let reply = send(&public, with_key(get_request(&read_url), demo_key)).await;
     tour.status("demo key during the block (gateway still calls orders)", StatusCode::OK, &reply);
+
+    println!("\n== API key rotation and revocation");
+    let rotating = keys.create(NewKey::new("rotating-client").scopes(Scopes::parse("orders:read"))).await?;
+    let rotated = keys.rotate(&rotating.record.id, ROTATION_GRACE).await?;
+    let old = send(&public, with_key(get_request(&read_url), rotating.secret.expose())).await;
+    tour.status("old key during the grace period", StatusCode::OK, &old);
+    let sunset = old.as_ref().ok().and_then(|r| r.headers.get("sunset").cloned());
+    tour.step(
+        "old key's response announces its deadline",
+        "a Sunset header",
+        &format!("{sunset:?}"),
+        sunset.is_some(),
+    );
+    let new = send(&public, with_key(get_request(&read_url), rotated.secret.expose())).await;
+    tour.status("new key during the grace period", StatusCode::OK, &new);
+    tokio::time::sleep(ROTATION_GRACE + std::time::Duration::from_millis(100)).await;
+    let old = send(&public, with_key(get_request(&read_url), rotating.secret.expose())).await;
+    tour.status("old key after the grace period", StatusCode::UNAUTHORIZED, &old);
+    let new = send(&public, with_key(get_request(&read_url), rotated.secret.expose())).await;
+    tour.status("new key after the grace period", StatusCode::OK, &new);
+    keys.revoke(&rotated.record.id).await?;
+    let revoked = send(&public, with_key(get_request(&read_url), rotated.secret.expose())).await;
+    tour.status("new key right after revocation", StatusCode::UNAUTHORIZED, &revoked);
 
     println!("\n{} passed, {} failed", tour.passed, tour.failed);
     Ok(tour.failed == 0)

@@ -1,38 +1,4 @@
 //! The inbound layer: verify the bearer token for this service's audience.
-//!
-//! ```
-//! # use std::sync::Arc;
-//! # let key = zerotrust_testkit::tokens::SigningKeyPair::generate_rs256("k1").unwrap();
-//! use axum::{Router, routing::get};
-//! use zerotrust_jwt::{JwtAuthLayer, JwtVerifier};
-//!
-//! let verifier = JwtVerifier::builder()
-//!     .issuer("https://issuer.zerotrust.test")
-//!     .audience("api:orders")
-//!     .rsa_public_key_pem("k1", &key.public_key_pem)
-//!     .build()
-//!     .unwrap();
-//! let app: Router = Router::new()
-//!     .route("/orders", get(|| async { "[]" }))
-//!     .layer(JwtAuthLayer::new(Arc::new(verifier)));
-//! ```
-//!
-//! Rules:
-//!
-//! 1. No `Authorization: Bearer` header: 401 with `WWW-Authenticate: Bearer`.
-//! 2. Two `Authorization` headers or an unusable value: 400 `invalid_request`.
-//! 3. A token that fails any check of [`JwtVerifier`], a wrong audience included:
-//!    401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 section 3.1).
-//!    The body is the same for every failure; the reason goes to the security event.
-//! 4. A token that carries `cnf.x5t#S256` is accepted only on a connection whose
-//!    client certificate has that SHA-256 thumbprint (RFC 8705 section 3), read
-//!    from the `Arc<PeerIdentity>` that the mTLS acceptor puts into the request
-//!    extensions. [`JwtAuthLayer::require_certificate_binding`] also rejects
-//!    tokens without `cnf`, and [`JwtAuthLayer::require_subject_matches_peer`]
-//!    requires `sub = service:<name>` to name the peer's SPIFFE ID service. These
-//!    failures are 401 `invalid_token` too.
-//! 5. A valid token: [`VerifiedClaims`] and a [`Principal`] go into the request
-//!    extensions. A `service:<name>` subject becomes a service principal.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -66,7 +32,41 @@ enum SubjectBinding {
     MatchPeer,
 }
 
-/// Layer that applies [`JwtAuth`].
+/// The inbound layer: verify the bearer token for this service's audience.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # let key = zerotrust_testkit::tokens::SigningKeyPair::generate_rs256("k1").unwrap();
+/// use axum::{Router, routing::get};
+/// use zerotrust_jwt::{JwtAuthLayer, JwtVerifier};
+///
+/// let verifier = JwtVerifier::builder()
+///     .issuer("https://issuer.zerotrust.test")
+///     .audience("api:orders")
+///     .rsa_public_key_pem("k1", &key.public_key_pem)
+///     .build()
+///     .unwrap();
+/// let app: Router = Router::new()
+///     .route("/orders", get(|| async { "[]" }))
+///     .layer(JwtAuthLayer::new(Arc::new(verifier)));
+/// ```
+///
+/// Rules:
+///
+/// 1. No `Authorization: Bearer` header: 401 with `WWW-Authenticate: Bearer`.
+/// 2. Two `Authorization` headers or an unusable value: 400 `invalid_request`.
+/// 3. A token that fails any check of [`JwtVerifier`], a wrong audience included:
+///    401 with `WWW-Authenticate: Bearer error="invalid_token"` (RFC 6750 section 3.1).
+///    The body is the same for every failure; the reason goes to the security event.
+/// 4. A token that carries `cnf.x5t#S256` is accepted only on a connection whose
+///    client certificate has that SHA-256 thumbprint (RFC 8705 section 3), read
+///    from the `Arc<PeerIdentity>` that the mTLS acceptor puts into the request
+///    extensions. [`JwtAuthLayer::require_certificate_binding`] also rejects
+///    tokens without `cnf`, and [`JwtAuthLayer::require_subject_matches_peer`]
+///    requires `sub = service:<name>` to name the peer's SPIFFE ID service. These
+///    failures are 401 `invalid_token` too.
+/// 5. A valid token: [`VerifiedClaims`] and a [`Principal`] go into the request
+///    extensions. A `service:<name>` subject becomes a service principal.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct JwtAuthLayer {
@@ -132,7 +132,7 @@ impl<S> Layer<S> for JwtAuthLayer {
     }
 }
 
-/// Middleware that requires a valid token for this service. See the [module docs](self).
+/// Middleware made by [`JwtAuthLayer`], whose docs give the rules.
 #[derive(Debug, Clone)]
 pub struct JwtAuth<S> {
     inner: S,

@@ -109,7 +109,7 @@ pub enum PostgresFixtureError {
     InvalidUrl,
 }
 
-/// A database made for one test. See the [module docs](self).
+/// A database made for one test. See the [module docs](crate::postgres).
 #[derive(Debug)]
 pub struct PostgresDatabase {
     url: String,
@@ -121,7 +121,7 @@ pub struct PostgresDatabase {
 }
 
 impl PostgresDatabase {
-    /// Creates a database with a unique name, as the [module docs](self)
+    /// Creates a database with a unique name, as the [module docs](crate::postgres)
     /// describe.
     ///
     /// # Errors

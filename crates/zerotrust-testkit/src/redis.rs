@@ -128,7 +128,7 @@ pub enum RedisFixtureError {
     },
 }
 
-/// A Redis server for one test. See the [module docs](self).
+/// A Redis server for one test. See the [module docs](crate::redis).
 #[derive(Debug)]
 pub struct RedisServer {
     url: String,
@@ -143,7 +143,7 @@ struct SpawnedServer {
 }
 
 impl RedisServer {
-    /// Starts or connects to a Redis server, as the [module docs](self) describe.
+    /// Starts or connects to a Redis server, as the [module docs](crate::redis) describe.
     ///
     /// # Errors
     ///

@@ -74,6 +74,23 @@ fn test() -> Result<(), String> {
             .to_owned());
     }
 
+    let has_database_url = std::env::var_os("ZEROTRUST_TEST_DATABASE_URL").is_some();
+    let has_initdb = Command::new("initdb").arg("--version").output().is_ok()
+        || std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut dir| dir.next().is_some());
+    if !has_database_url && !has_initdb {
+        return Err("PostgreSQL's initdb was not found: install it (Debian/Ubuntu: \
+                    `apt-get install postgresql`, macOS: `brew install postgresql`) or set \
+                    ZEROTRUST_TEST_DATABASE_URL to a server where the tests may create databases"
+            .to_owned());
+    }
+    // The Redis Cluster and fault tests start servers of their own even when
+    // ZEROTRUST_TEST_REDIS_URL is set, so they need both programs.
+    if Command::new("redis-cli").arg("--version").output().is_err() {
+        return Err("redis-cli was not found on PATH: the Redis Cluster tests need it \
+                    (Debian/Ubuntu: `apt-get install redis-tools`)"
+            .to_owned());
+    }
+
     cargo(&["test", "--workspace", "--all-features", "--all-targets"])?;
     cargo(&["test", "--workspace", "--all-features", "--doc"])
 }

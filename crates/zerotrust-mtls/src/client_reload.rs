@@ -16,7 +16,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, SignatureScheme};
 use zerotrust_core::{EventKind, EventReporter, SecurityEvent, SharedSink};
 
 use crate::error::TlsConfigError;
-use crate::reload::ReloadError;
+use crate::reload::{ReloadError, spawn_every};
 use crate::server_config::{map_key_error, root_store};
 use crate::{pem, provider};
 
@@ -263,14 +263,9 @@ impl ClientTlsReloader {
     /// Spawns a task that calls [`reload`](Self::reload) every `interval` until
     /// the returned handle is aborted.
     pub fn spawn_periodic(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                // The error is already logged and reported by `reload`.
-                let _ = self.reload();
-            }
+        spawn_every(interval, move || {
+            // The error is already logged and reported by `reload`.
+            let _ = self.reload();
         })
     }
 }

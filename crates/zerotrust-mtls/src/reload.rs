@@ -185,16 +185,27 @@ impl ServerTlsReloader {
     /// Spawns a task that calls [`reload`](Self::reload) every `interval` until
     /// the returned handle is aborted.
     pub fn spawn_periodic(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                // The error is already logged and reported by `reload`.
-                let _ = self.reload();
-            }
+        spawn_every(interval, move || {
+            // The error is already logged and reported by `reload`.
+            let _ = self.reload();
         })
     }
+}
+
+/// Spawns a task that runs `reload` every `interval`, first after one interval,
+/// until the returned handle is aborted.
+pub(crate) fn spawn_every(
+    interval: Duration,
+    reload: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            reload();
+        }
+    })
 }
 
 fn reload_reason(error: &ReloadError) -> &'static str {

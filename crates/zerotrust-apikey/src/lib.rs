@@ -60,9 +60,11 @@
 //!    seconds by default), the request gets 503 and a `STORE_DEGRADED` event:
 //!    the layer fails closed and never responds with 500.
 //! 6. An accepted request gets a [`Principal`](zerotrust_core::Principal) of
-//!    kind `ApiKey` with the key's public id, owner and scopes. Scope checks
-//!    belong to [`RequireScopeLayer`](zerotrust_core::RequireScopeLayer) on the
-//!    routes.
+//!    kind `ApiKey` with the key's public id, owner and scopes, and the key's
+//!    details (no digest) as `Extension<`[`KeySummary`]`>` for handlers. Scope
+//!    checks belong to [`RequireScopeLayer`](zerotrust_core::RequireScopeLayer)
+//!    on the routes, and other rules to
+//!    [`RequirePrincipalLayer`](zerotrust_core::RequirePrincipalLayer).
 //! 7. Keys never appear in logs, `Debug` output, events or response bodies:
 //!    logs and events name a key by its public id (`key_…`), and only after a
 //!    store record was found.

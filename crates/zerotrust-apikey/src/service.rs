@@ -12,6 +12,7 @@ use zerotrust_core::{
     EventKind, Principal, Rejection, SecurityEvent, problem_response, request_id,
 };
 
+use crate::summary::KeySummary;
 use crate::digest::KeyDigest;
 use crate::extract::{Credential, extract_credential, mark_sensitive};
 use crate::layer::{ApiKeyLayer, Config};
@@ -105,8 +106,12 @@ where
                 path = request.uri().path(),
                 "API key accepted"
             );
-            let principal = Principal::api_key(record.id, record.owner, record.scopes);
+            // Handlers see the key's details (never its digest) as
+            // `Extension<KeySummary>`, next to the principal.
+            let summary = KeySummary::from(record);
+            let principal = Principal::api_key(summary.id.clone(), summary.owner.clone(), summary.scopes.clone());
             request.extensions_mut().insert(principal);
+            request.extensions_mut().insert(summary);
             let mut response = inner.call(request).await?;
 
             if let Some(sunset) = sunset {

@@ -33,6 +33,7 @@ mod principal;
 mod rejection;
 mod reporter;
 mod request_id;
+mod require_principal;
 mod require_scope;
 mod scope;
 mod sink;
@@ -46,6 +47,7 @@ pub use principal::{CredentialKind, Principal, PrincipalKind, PrincipalRejection
 pub use rejection::{BearerChallenge, Rejection, problem_response};
 pub use reporter::EventReporter;
 pub use request_id::request_id;
+pub use require_principal::{PrincipalNotAllowed, RequirePrincipal, RequirePrincipalLayer};
 pub use require_scope::{RequireScope, RequireScopeLayer, ScopeRejection};
 pub use scope::Scopes;
 pub use sink::{EventSink, MemorySink, SharedSink, TracingSink};

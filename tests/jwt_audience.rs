@@ -163,3 +163,16 @@ async fn bad_tokens_are_401_invalid_token() {
     }
     assert_eq!(fixture.calls.count(), 0);
 }
+
+#[tokio::test]
+async fn several_spaces_after_bearer_are_accepted() {
+    let fixture = start();
+    let token = sign(&fixture.key, "k1", claims(json!("api:orders")));
+
+    // RFC 6750 section 2.1 allows one or more spaces after the scheme, and the
+    // API-key layer parses the header the same way.
+    let reply = call(&fixture, &[&format!("Bearer   {token}")]).await;
+
+    assert_eq!(reply.status, 200);
+    assert_eq!(fixture.calls.count(), 1);
+}

@@ -121,32 +121,19 @@ fn single_value<'a>(
     Ok(first)
 }
 
-/// Parses `Bearer <token>` (RFC 6750 section 2.1), with the scheme matched
-/// case-insensitively as RFC 9110 section 11.1 requires.
+/// Parses `Bearer <token>` with the same grammar as every other zerotrust layer
+/// ([`zerotrust_core::parse_bearer`]).
 ///
 /// Returns `None` for another scheme, `Some(None)` for a bearer credential that
-/// is empty, not visible ASCII, or followed by whitespace, and
-/// `Some(Some(token))` otherwise. The token itself is case-sensitive and
-/// returned as sent. The b64token grammar has no trailing whitespace, and hyper
-/// already strips it from received headers, so a value that still ends in a
-/// space or tab was built by other code and is rejected rather than trimmed.
+/// is empty or outside the RFC 6750 `b64token` grammar (a trailing space or tab,
+/// a non-ASCII byte), and `Some(Some(token))` otherwise. The token itself is
+/// case-sensitive and returned as sent.
 fn bearer_token(value: &HeaderValue) -> Option<Option<&str>> {
-    let Ok(value) = value.to_str() else {
-        // Not visible ASCII, so the scheme cannot be read. Treat it as a bad
-        // bearer credential rather than as no credential at all.
-        return Some(None);
-    };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+    match zerotrust_core::parse_bearer(value) {
+        Ok(None) => None,
+        Ok(Some(token)) => Some(Some(token)),
+        Err(_) => Some(None),
     }
-
-    // RFC 6750 section 2.1 allows one or more spaces after the scheme.
-    let token = rest.trim_start_matches(' ');
-    if token.is_empty() || token.contains([' ', '\t']) {
-        return Some(None);
-    }
-    Some(Some(token))
 }
 
 /// Marks the credential headers sensitive, so that HTTP/2 never compresses

@@ -1,6 +1,6 @@
 //! Reading credentials out of request headers.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use http::header::AUTHORIZATION;
 
 /// The reason the `Authorization` header gave no bearer credential.
@@ -29,14 +29,28 @@ pub fn bearer_credential(headers: &HeaderMap) -> Result<Option<&str>, BearerErro
         return Err(BearerError::Duplicate);
     }
 
+    parse_bearer(value)
+}
+
+/// Parses one `Authorization` value as `Bearer <credential>`.
+///
+/// Returns `Ok(None)` for another scheme, the credential for a well-formed
+/// bearer value, and [`BearerError::Malformed`] for a bearer value whose
+/// credential is empty or outside the RFC 6750 `b64token` grammar (a space, a
+/// tab or a non-ASCII byte, for example). Layers that read the header
+/// themselves call this so that every layer accepts exactly the same values.
+pub fn parse_bearer(value: &HeaderValue) -> Result<Option<&str>, BearerError> {
     let bytes = value.as_bytes();
-    let Some((scheme, credential)) = bytes.split_first_chunk::<7>() else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+    let scheme_end = bytes.iter().position(|&b| b == b' ').unwrap_or(bytes.len());
+    if !bytes[..scheme_end].eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    // RFC 6750 section 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+
+    // RFC 6750 section 2.1: `"Bearer" 1*SP b64token`, so several spaces are valid.
+    let rest = &bytes[scheme_end..];
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let credential = &rest[start..];
+    // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
     let valid = !credential.is_empty()
         && credential
             .iter()
@@ -65,6 +79,8 @@ mod tests {
         assert_eq!(bearer_credential(&headers(&["Bearer abc.def"])), Ok(Some("abc.def")));
         assert_eq!(bearer_credential(&headers(&["bearer abc"])), Ok(Some("abc")));
         assert_eq!(bearer_credential(&headers(&["BEARER abc"])), Ok(Some("abc")));
+        assert_eq!(bearer_credential(&headers(&["Bearer   abc"])), Ok(Some("abc")));
+        assert_eq!(bearer_credential(&headers(&["Bearerabc"])), Ok(None));
     }
 
     #[test]
@@ -72,6 +88,7 @@ mod tests {
         assert_eq!(bearer_credential(&headers(&[])), Ok(None));
         assert_eq!(bearer_credential(&headers(&["Basic dXNlcjpwYXNz"])), Ok(None));
         assert_eq!(bearer_credential(&headers(&["Bear"])), Ok(None));
+        assert_eq!(bearer_credential(&headers(&["Bearerabc"])), Ok(None));
     }
 
     #[test]
@@ -81,8 +98,9 @@ mod tests {
             Err(BearerError::Duplicate)
         );
         assert_eq!(bearer_credential(&headers(&["Bearer "])), Err(BearerError::Malformed));
+        assert_eq!(bearer_credential(&headers(&["Bearer"])), Err(BearerError::Malformed));
         assert_eq!(bearer_credential(&headers(&["Bearer a b"])), Err(BearerError::Malformed));
-        assert_eq!(bearer_credential(&headers(&["Bearer  a"])), Err(BearerError::Malformed));
+        assert_eq!(bearer_credential(&headers(&["Bearer a "])), Err(BearerError::Malformed));
         assert_eq!(bearer_credential(&headers(&["Bearer a\t"])), Err(BearerError::Malformed));
     }
 }

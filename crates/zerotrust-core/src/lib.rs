@@ -40,7 +40,7 @@ mod sink;
 pub mod sinks;
 
 pub use clock::{Clock, SystemClock};
-pub use credentials::{BearerError, bearer_credential};
+pub use credentials::{BearerError, bearer_credential, parse_bearer};
 pub use event::{EventKind, SecurityEvent};
 pub use peer::{CertificateFingerprint, PeerIdentity};
 pub use principal::{CredentialKind, Principal, PrincipalKind, PrincipalRejection};

@@ -30,7 +30,11 @@
 //! | `mtls` | `mtls` | rustls configs, the peer-identity acceptor, caller allow-lists |
 //! | `jwt` | `jwt` | per-service audience verification, service tokens |
 //! | `apikey` | `apikey` | API keys stored as SHA-256 digests, with scopes and expiry |
-//! | `anomaly` | `anomaly` | per-identifier counts, alerts and blocks; Redis with `redis` |
+//! | `anomaly` | `anomaly` | per-identifier counts, alerts and blocks |
+//!
+//! The four features above are on by default. Off by default: `redis` (Redis
+//! counter and key stores), `postgres` (the PostgreSQL key store) and `webhook`
+//! (the HTTP webhook event sink).
 //!
 //! The order of a full stack, outermost first: TLS handshake and peer identity,
 //! an optional pre-authentication anomaly layer by client address, caller

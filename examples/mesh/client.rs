@@ -16,12 +16,21 @@ pub(crate) type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>
 
 /// Builds an HTTP/1.1 and HTTP/2 client with the given TLS configuration.
 pub(crate) fn https_client(tls: Arc<ClientConfig>) -> HttpsClient {
+    https_client_from(tls, None)
+}
+
+/// Builds a client whose connections leave from `local` (for example another
+/// loopback address, so that a server sees a different client address).
+pub(crate) fn https_client_from(tls: Arc<ClientConfig>, local: Option<std::net::IpAddr>) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_local_address(local);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config((*tls).clone())
         .https_only()
         .enable_http1()
         .enable_http2()
-        .build();
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new()).build(connector)
 }
 

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use zerotrust::anomaly::{AnomalyLayer, CounterStore};
+use zerotrust::anomaly::{AnomalyLayer, AnomalyPolicy, CounterStore, IdentifierSource};
 use zerotrust::apikey::{ApiKeyLayer, KeyStore};
 use zerotrust::core::{Principal, RequireScopeLayer, SharedSink};
 use zerotrust::jwt::{AttachServiceToken, JwtAuthLayer, JwtVerifier, ServiceTokenLayer, ServiceTokenSource};
@@ -264,12 +264,22 @@ pub(crate) fn gateway_router(
     };
     let write = RequireScopeLayer::new("orders:write").service_name("gateway").event_sink(sink.clone());
     let read = RequireScopeLayer::new("orders:read").service_name("gateway").event_sink(sink.clone());
+    // Outside the API-key layer, a second anomaly layer sees its 401s and counts
+    // them per client address, so guessing keys gets an address blocked. It
+    // counts nothing else, so one busy client address is not limited here.
+    let guessing = AnomalyLayer::builder(store.clone())
+        .service_name("gateway")
+        .event_sink(sink.clone())
+        .identify_by(IdentifierSource::function(|_, _| None))
+        .count_authentication_failures(AnomalyPolicy::authentication_failure_default())
+        .build()?;
     Ok(Router::new()
         .route("/orders", post(forward_create).layer(write))
         .route("/orders/{id}", get(forward_get).layer(read))
         .with_state(state)
         .layer(anomaly(store, "gateway", sink.clone())?)
-        .layer(ApiKeyLayer::builder(keys).service_name("gateway").event_sink(sink).build()?))
+        .layer(ApiKeyLayer::builder(keys).service_name("gateway").event_sink(sink).build()?)
+        .layer(guessing))
 }
 
 async fn forward_create(State(state): State<GatewayState>, Json(order): Json<serde_json::Value>) -> Response {
@@ -290,7 +300,7 @@ fn relay(reply: Result<super::client::Reply, tower::BoxError>) -> Response {
     match reply {
         Ok(reply) if reply.status.is_success() || reply.status.is_client_error() && reply.status != StatusCode::UNAUTHORIZED && reply.status != StatusCode::FORBIDDEN => {
             // axum rejects a body it cannot parse with a plain-text reply, so wrap
-            // anything that is not JSON to keep the gateway's replies JSON.
+            // anything that is not JSON to keep the replies relayed from orders JSON.
             let body = serde_json::from_slice(&reply.body)
                 .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&reply.body)}));
             (reply.status, Json(body)).into_response()

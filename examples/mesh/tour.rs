@@ -7,13 +7,17 @@ use serde_json::json;
 use zerotrust::apikey::{KeyManager, MemoryKeyStore, NewKey};
 use zerotrust::core::{EventKind, Scopes};
 
-use super::client::{Reply, get_request, https_client, json_request, send};
+use super::client::{Reply, get_request, https_client, https_client_from, json_request, send};
 use super::services::Endpoints;
 use super::setup::Mesh;
 
 /// The number of requests in the burst, the block threshold included.
 const BURST: u64 = 500;
 const ALERT_AT: u64 = 100;
+/// How many wrong keys the guessing step sends, past the block at 50 failures.
+const GUESSES: usize = 55;
+/// The client address of the guessing step.
+const GUESSER: &str = "127.0.0.2";
 /// How long a rotated key keeps working in the tour: short, so the tour can
 /// show both keys working and then only the new one.
 const ROTATION_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -242,6 +246,27 @@ pub(crate) async fn run(mesh: &Mesh, endpoints: &Endpoints, keys: &KeyManager, d
     keys.revoke(&rotated.record.id).await?;
     let revoked = send(&public, with_key(get_request(&read_url), rotated.secret.expose())).await;
     tour.status("new key right after revocation", StatusCode::UNAUTHORIZED, &revoked);
+
+    println!("\n== guessing keys from one address ({GUESSER})");
+    // A second loopback address, so the block does not hit the tour's other
+    // requests or the curl commands printed afterwards.
+    let guesser = https_client_from(mesh.anonymous_tls()?, Some(GUESSER.parse()?));
+    let mut statuses = Vec::new();
+    for _ in 0..GUESSES {
+        let guess = elsewhere.create(NewKey::new("guess")).await?;
+        let reply = send(&guesser, with_key(get_request(&read_url), guess.secret.expose())).await;
+        statuses.push(reply.map(|r| r.status.as_u16()).unwrap_or(0));
+    }
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    let first_429 = statuses.iter().position(|&s| s == 429).map(|i| i + 1);
+    tour.step(
+        "wrong keys 1-50 get 401, then the address is blocked",
+        "50 × 401, first 429 at guess 51",
+        &format!("{unauthorized} × 401, first 429 at guess {first_429:?}"),
+        unauthorized == 50 && first_429 == Some(51),
+    );
+    let reply = send(&public, with_key(get_request(&read_url), demo_key)).await;
+    tour.status("demo key from the tour's own address still works", StatusCode::OK, &reply);
 
     println!("\n{} passed, {} failed", tour.passed, tour.failed);
     Ok(tour.failed == 0)

@@ -167,9 +167,10 @@ fn api_error_response(error: &ApiKeyError) -> Response {
         ApiKeyError::InvalidOwner { .. }
         | ApiKeyError::InvalidLifetime { .. }
         | ApiKeyError::InvalidGracePeriod { .. }
+        | ApiKeyError::InvalidScope { .. }
         | ApiKeyError::TimeOverflow => StatusCode::BAD_REQUEST,
         ApiKeyError::NotFound { .. } => StatusCode::NOT_FOUND,
-        ApiKeyError::NotActive { .. } => StatusCode::CONFLICT,
+        ApiKeyError::NotActive { .. } | ApiKeyError::AlreadyRotated { .. } => StatusCode::CONFLICT,
         ApiKeyError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

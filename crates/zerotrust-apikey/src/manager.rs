@@ -99,6 +99,7 @@ impl KeyManager {
     /// shown once and never recovered.
     pub async fn create(&self, new_key: NewKey) -> Result<CreatedKey, ApiKeyError> {
         validate_owner(&new_key.owner)?;
+        validate_scopes(&new_key.scopes)?;
         if new_key.expires_in.is_zero() || new_key.expires_in > MAX_KEY_LIFETIME {
             return Err(ApiKeyError::InvalidLifetime {
                 requested: new_key.expires_in,
@@ -175,6 +176,11 @@ impl KeyManager {
         if old.status_at(now) != KeyStatus::Active {
             return Err(ApiKeyError::NotActive { id: old.id });
         }
+        // A key already scheduled for revocation was rotated before; rotating
+        // it again would leave several live successors.
+        if old.revoked_at.is_some() {
+            return Err(ApiKeyError::AlreadyRotated { id: old.id });
+        }
 
         let lifetime = old
             .expires_at
@@ -229,6 +235,22 @@ impl KeyManager {
         tracing::debug!(target: "zerotrust::apikey", key_id = %record.id, "API key deleted");
         Ok(record.into())
     }
+}
+
+/// Checks each scope against the RFC 6749 section 3.3 grammar: printable ASCII
+/// without space, `"` or `\`.
+fn validate_scopes(scopes: &Scopes) -> Result<(), ApiKeyError> {
+    for scope in scopes.iter() {
+        let valid = scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid {
+            return Err(ApiKeyError::InvalidScope {
+                scope: scope.chars().take(64).collect(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn validate_owner(owner: &str) -> Result<(), ApiKeyError> {
@@ -313,6 +335,13 @@ pub enum ApiKeyError {
         /// The reason for the rejection.
         reason: &'static str,
     },
+    /// A scope contains a character outside the RFC 6749 scope grammar
+    /// (printable ASCII without space, `"` or `\`).
+    #[error("invalid scope {scope:?}: use printable ASCII without spaces, quotes or backslashes")]
+    InvalidScope {
+        /// The rejected scope, cut to 64 characters.
+        scope: String,
+    },
     /// The requested lifetime is zero or longer than the maximum.
     #[error("invalid key lifetime {requested:?}: expected more than zero and at most {max:?}")]
     InvalidLifetime {
@@ -341,6 +370,12 @@ pub enum ApiKeyError {
     /// The key is expired or revoked, so it cannot be rotated.
     #[error("API key {id:?} is expired or revoked; create a new key instead of rotating it")]
     NotActive {
+        /// The key's id.
+        id: String,
+    },
+    /// The key was rotated already and is waiting for its deadline.
+    #[error("API key {id:?} was already rotated; rotate its successor instead")]
+    AlreadyRotated {
         /// The key's id.
         id: String,
     },
@@ -499,6 +534,30 @@ mod tests {
             new.record
                 .is_active_at(clock.now() + Duration::from_secs(300))
         );
+    }
+
+    #[tokio::test]
+    async fn rotate_twice_is_rejected() {
+        let (manager, _, _) = manager();
+        let old = manager.create(NewKey::new("acme")).await.unwrap();
+        manager.rotate(&old.record.id, Duration::from_secs(300)).await.unwrap();
+
+        let again = manager.rotate(&old.record.id, Duration::from_secs(300)).await;
+
+        assert!(matches!(again, Err(ApiKeyError::AlreadyRotated { .. })), "{again:?}");
+        assert_eq!(manager.list("acme").await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn create_rejects_scopes_outside_rfc6749() {
+        let (manager, _, _) = manager();
+
+        for scope in ["a\"b", "a\\b", "\u{fc}n\u{ef}", "a\tb"] {
+            let result = manager.create(NewKey::new("acme").scopes(Scopes::parse(scope))).await;
+
+            assert!(matches!(result, Err(ApiKeyError::InvalidScope { .. })), "{scope:?}: {result:?}");
+        }
+        assert!(manager.create(NewKey::new("acme").scopes(Scopes::parse("orders:read a,b"))).await.is_ok());
     }
 
     #[tokio::test]

@@ -170,3 +170,18 @@ fn cli_help_lists_commands() {
         assert!(text.contains(command), "{command}");
     }
 }
+
+#[tokio::test]
+async fn cli_out_of_range_values_exit_two() {
+    let database = PostgresDatabase::create().await.unwrap();
+
+    let too_long = run(database.url(), &["create", "--owner", "acme", "--expires-in", "366d"]);
+    let bad_scope = run(database.url(), &["create", "--owner", "acme", "--scopes", "a\"b"]);
+    let empty_owner = run(database.url(), &["create", "--owner", ""]);
+
+    for (name, output) in [("lifetime", &too_long), ("scope", &bad_scope), ("owner", &empty_owner)] {
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.stdout.is_empty(), "{name} printed a key");
+    }
+    assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("invalid scope"));
+}

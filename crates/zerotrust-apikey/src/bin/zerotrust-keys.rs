@@ -103,14 +103,27 @@ async fn main() -> ExitCode {
             println!("{output}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("zerotrust-keys: {message}");
-            ExitCode::from(1)
+        Err(failure) => {
+            eprintln!("zerotrust-keys: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }
 
-async fn run(invocation: Invocation) -> Result<String, String> {
+/// A failed run: the message for standard error and the exit status, 2 for
+/// invalid input and 1 for an operation that failed.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self { message, code: 1 }
+    }
+}
+
+async fn run(invocation: Invocation) -> Result<String, Failure> {
     let url = match invocation.store {
         Some(url) => url,
         None => std::env::var(STORE_ENV)
@@ -174,7 +187,11 @@ async fn connect(url: &str, redis_key_prefix: Option<&str>) -> Result<Arc<dyn Ke
                 .map_err(|error| format!("connecting to the redis store failed: {error}"))?;
             Ok(Arc::new(store))
         }
-        _ => Err(format!(
+        None => Err(format!(
+            "invalid store URL {:?}: expected postgres://… or redis://…",
+            redact_url(url)
+        )),
+        Some(_) => Err(format!(
             "unsupported store URL scheme in {:?}: expected postgres:// or redis:// \
              (TLS connections are not built in)",
             redact_url(url)
@@ -185,7 +202,9 @@ async fn connect(url: &str, redis_key_prefix: Option<&str>) -> Result<Arc<dyn Ke
 /// Removes a password from a URL before it is printed.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return "<invalid URL>".to_owned();
+        // Without a scheme there is no user info to hide, but the text may be a
+        // mistyped password, so only its length is shown.
+        return format!("<{} characters>", url.chars().count());
     };
     match rest.split_once('@') {
         Some((_credentials, host)) => format!("{scheme}://***@{host}"),
@@ -193,8 +212,18 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-fn describe(error: ApiKeyError) -> String {
-    error.to_string()
+fn describe(error: ApiKeyError) -> Failure {
+    let code = match error {
+        ApiKeyError::InvalidOwner { .. }
+        | ApiKeyError::InvalidLifetime { .. }
+        | ApiKeyError::InvalidGracePeriod { .. }
+        | ApiKeyError::InvalidScope { .. } => 2,
+        _ => 1,
+    };
+    Failure {
+        message: error.to_string(),
+        code,
+    }
 }
 
 fn parse_arguments(arguments: &[String]) -> Result<Invocation, String> {
@@ -366,14 +395,15 @@ fn format_list(keys: &[KeySummary], json: bool, now: SystemTime) -> String {
     }
     let mut lines = vec![format!(
         "{:<22} {:<8} {:<20} {:<20} {}",
-        "ID", "STATUS", "EXPIRES", "LAST USED", "SCOPES"
+        "ID", "STATUS", "ENDS", "LAST USED", "SCOPES"
     )];
     for key in keys {
         lines.push(format!(
             "{:<22} {:<8} {:<20} {:<20} {}",
             key.id,
             key.status_at(now).as_str(),
-            format_rfc3339(key.expires_at),
+            // A rotated key ends at its grace deadline, before its expiry.
+            format_rfc3339(key.revoked_at.map_or(key.expires_at, |at| at.min(key.expires_at))),
             key.last_used_at
                 .map(format_rfc3339)
                 .unwrap_or_else(|| "-".into()),
@@ -477,6 +507,6 @@ mod tests {
             "postgres://***@h/db"
         );
         assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-        assert_eq!(redact_url("nonsense"), "<invalid URL>");
+        assert_eq!(redact_url("nonsense"), "<8 characters>");
     }
 }

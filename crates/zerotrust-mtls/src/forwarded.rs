@@ -35,7 +35,7 @@ pub struct ForwardingProxy(pub Arc<PeerIdentity>);
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "ok" }))
 ///     .layer(RequireCallerLayer::new(only_web))
-///     // Added last, so it runs first and RequireCaller sees the forwarded identity.
+///     // Added last, so it runs first and RequireCaller gets the forwarded identity.
 ///     .layer(ForwardedClientCertLayer::new(envoy));
 /// ```
 ///

@@ -14,7 +14,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::identity::parse_spiffe_id;
 
-/// Why a client leaf broke the X.509-SVID rules, or named no usable trust domain.
+/// The reason a client leaf failed the X.509-SVID rules or named no usable trust domain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SvidError {
@@ -41,7 +41,7 @@ pub enum SvidError {
     UnknownTrustDomain(String),
 }
 
-/// How strictly client leaves are held to the X.509-SVID rules.
+/// The rules that client leaves are held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LeafRules {
